@@ -1,0 +1,229 @@
+"""Descriptors of whole datasets: host planning into a few padded size buckets.
+
+Structures are grouped by atom count into buckets (8, 12, 16, 24, 32, 48, ...: powers of two
+and 1.5 times powers of two, so padding wastes at most a third) and stacked a fixed number per
+call, so a dataset of thousands of structures of varying size compiles a handful of times, not
+once per structure. Padded atoms have empty neighbour rows and are dropped from the output.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxinfo._validation import check_cutoff, check_k
+from jaxinfo.descriptors import (
+    DEFAULT_CUTOFF,
+    DEFAULT_K,
+    descriptor_width,
+    environment_descriptors,
+    neighbour_vectors,
+)
+from jaxinfo.neighbours import NeighbourTable, neighbour_table
+
+__all__ = ["descriptors", "species_descriptors", "bucket_size", "ENVIRONMENTS_PER_CALL"]
+
+#: Target number of environments (structures x padded atoms) evaluated per compiled call.
+ENVIRONMENTS_PER_CALL = 2048
+_SMALLEST_BUCKET = 8
+
+
+def bucket_size(n: int) -> int:
+    """Smallest bucket >= n among 8, 12, 16, 24, 32, 48, ... (2^a and 3 * 2^(a-1))."""
+    if n <= _SMALLEST_BUCKET:
+        return _SMALLEST_BUCKET
+    power = 1 << (int(n) - 1).bit_length()  # smallest power of two >= n
+    three_quarters = 3 * power // 4
+    return three_quarters if three_quarters >= n else power
+
+
+def _structures_per_call(n_bucket: int, n_structures: int) -> int:
+    """Stack size for a bucket: fills ENVIRONMENTS_PER_CALL, rounded to a power of two."""
+    full = max(1, ENVIRONMENTS_PER_CALL // n_bucket)
+    full = 1 << (full.bit_length() - 1)
+    needed = 1 << (max(n_structures, 1) - 1).bit_length()
+    return min(full, needed)
+
+
+def _as_structure_list(structures) -> list:
+    try:
+        from ase import Atoms
+    except ImportError:  # pragma: no cover - ase is a core dependency
+        Atoms = ()
+    if isinstance(structures, Atoms):
+        return [structures]
+    if isinstance(structures, Iterable):
+        items = list(structures)
+        for index, item in enumerate(items):
+            if not isinstance(item, Atoms):
+                raise ValueError(
+                    f"structure {index} is a {type(item).__name__}, expected ase.Atoms"
+                )
+        return items
+    raise ValueError(f"expected an ase.Atoms or a list of them, got {type(structures).__name__}")
+
+
+def _float_dtype(dtype):
+    if dtype is None:
+        return jnp.zeros(()).dtype  # float32, or float64 when JAX x64 is enabled
+    dtype = jnp.dtype(dtype)
+    if not jnp.issubdtype(dtype, jnp.floating):
+        raise ValueError(f"dtype must be a floating type, got {dtype}")
+    if dtype == jnp.float64 and not jax.config.jax_enable_x64:
+        raise ValueError("dtype float64 requested but JAX x64 is disabled (set JAX_ENABLE_X64=1)")
+    return dtype
+
+
+@functools.partial(jax.jit, static_argnames=("cutoff",))
+def _stacked_descriptors(positions, cells, table: NeighbourTable, cutoff: float):
+    """(B, n, 3), (B, 3, 3), table of (B, n, k) -> (B, n, 2k - 1)."""
+    vectors = jax.vmap(neighbour_vectors)(positions, cells, table)
+    batch, n_atoms, k, _ = vectors.shape
+    rows = environment_descriptors(
+        vectors.reshape(batch * n_atoms, k, 3), table.mask.reshape(batch * n_atoms, k), cutoff
+    )
+    return rows.reshape(batch, n_atoms, -1)
+
+
+def _tables(items, k, cutoff, selector):
+    """Yields (structure index, n_atoms, positions, cell, table) for each selected sub-table."""
+    for index, atoms in enumerate(items):
+        try:
+            for table in selector(atoms, k, cutoff):
+                yield index, len(atoms), atoms.positions, atoms.cell.array, table
+        except ValueError as error:
+            raise ValueError(f"structure {index}: {error}") from None
+
+
+def _full_table(atoms, k, cutoff):
+    yield neighbour_table(atoms.positions, atoms.cell.array, atoms.pbc, k, cutoff)
+
+
+def _evaluate(entries, k, cutoff, dtype):
+    """Evaluates the padded, bucketed stacks; returns one (n_atoms, 2k-1) array per entry."""
+    width = descriptor_width(k)
+    results: list = [None] * len(entries)
+    by_bucket: dict[int, list[int]] = {}
+    for position, entry in enumerate(entries):
+        by_bucket.setdefault(bucket_size(entry[1]), []).append(position)
+    for n_bucket, members in by_bucket.items():
+        stack = _structures_per_call(n_bucket, len(members))
+        for start in range(0, len(members), stack):
+            group = members[start : start + stack]
+            positions = np.zeros((stack, n_bucket, 3))
+            cells = np.tile(np.eye(3), (stack, 1, 1))
+            index = np.zeros((stack, n_bucket, k), dtype=np.int32)
+            shift = np.zeros((stack, n_bucket, k, 3), dtype=np.int32)
+            mask = np.zeros((stack, n_bucket, k), dtype=bool)
+            for slot, position in enumerate(group):
+                _, n_atoms, pos, cell, table = entries[position]
+                positions[slot, :n_atoms] = pos
+                cells[slot] = cell
+                index[slot, :n_atoms] = table.index
+                shift[slot, :n_atoms] = table.shift
+                mask[slot, :n_atoms] = table.mask
+            out = _stacked_descriptors(
+                jnp.asarray(positions, dtype=dtype),
+                jnp.asarray(cells, dtype=dtype),
+                NeighbourTable(jnp.asarray(index), jnp.asarray(shift), jnp.asarray(mask)),
+                cutoff,
+            )
+            out = np.asarray(out)
+            for slot, position in enumerate(group):
+                results[position] = out[slot, : entries[position][1], :width]
+    return results
+
+
+def descriptors(structures, k: int = DEFAULT_K, cutoff: float = DEFAULT_CUTOFF, *, dtype=None):
+    """QUESTS descriptors of every atom of one structure or of a dataset.
+
+    Args:
+        structures: an ``ase.Atoms`` or a list/iterator of them. Each axis honours its ``pbc`` flag;
+            periodic images are included explicitly, so small and skewed cells work.
+        k: number of nearest neighbours (>= 1).
+        cutoff: cutoff radius rc in Angstrom (> 0).
+        dtype: floating dtype of the result; default float32, or float64 when JAX x64 is enabled.
+
+    Returns:
+        numpy array of shape (n_env, 2k - 1), rows in input order (structure by structure,
+        atom by atom), in 1/Angstrom.
+
+    Raises:
+        ValueError: no structures, an empty structure, NaN/inf positions, a singular periodic
+            cell, k < 1, cutoff <= 0, or two atoms at the same position.
+
+    Example:
+        >>> from ase.build import bulk
+        >>> import jaxinfo
+        >>> jaxinfo.descriptors(bulk("Cu", "fcc", a=3.61, cubic=True)).shape
+        (4, 63)
+    """
+    k, cutoff, dtype = check_k(k), check_cutoff(cutoff), _float_dtype(dtype)
+    items = _as_structure_list(structures)
+    if not items:
+        raise ValueError("no structures given")
+    entries = list(_tables(items, k, cutoff, _full_table))
+    return np.concatenate(_evaluate(entries, k, cutoff, dtype), axis=0)
+
+
+def _species_of(items, species: Sequence[str] | None) -> list[str]:
+    if species is None:
+        return sorted({symbol for atoms in items for symbol in atoms.get_chemical_symbols()})
+    species = list(species)
+    if not species or len(set(species)) != len(species):
+        raise ValueError(f"species must be a non-empty list of distinct symbols, got {species}")
+    return species
+
+
+def species_descriptors(
+    structures,
+    k: int = DEFAULT_K,
+    cutoff: float = DEFAULT_CUTOFF,
+    *,
+    species: Sequence[str] | None = None,
+    dtype=None,
+):
+    """Species-resolved descriptors: the full descriptor followed by one block per species.
+
+    Column layout, each block of width 2k - 1 = ``[x1 | x2]``::
+
+        [ full | species[0] | species[1] | ... ]
+
+    Block s is the descriptor of each atom of species s computed from the atoms of species s
+    alone (same-species neighbours only); rows of atoms of other species are zero in block s.
+
+    Args:
+        structures: an ``ase.Atoms`` or a list of them.
+        k: number of nearest neighbours (>= 1).
+        cutoff: cutoff radius in Angstrom.
+        species: chemical symbols, in block order; default the sorted symbols of the dataset.
+        dtype: floating dtype of the result (see :func:`descriptors`).
+
+    Returns:
+        (n_env, (1 + n_species) * (2k - 1)) numpy array, rows in input order.
+    """
+    k, cutoff, dtype = check_k(k), check_cutoff(cutoff), _float_dtype(dtype)
+    items = _as_structure_list(structures)
+    if not items:
+        raise ValueError("no structures given")
+    symbols = _species_of(items, species)
+
+    def selector(atoms, k, cutoff):
+        yield neighbour_table(atoms.positions, atoms.cell.array, atoms.pbc, k, cutoff)
+        numbers = np.asarray(atoms.get_chemical_symbols())
+        for symbol in symbols:
+            chosen = numbers == symbol
+            yield neighbour_table(
+                atoms.positions, atoms.cell.array, atoms.pbc, k, cutoff,
+                centres=chosen, candidates=chosen,
+            )
+
+    entries = list(_tables(items, k, cutoff, selector))
+    blocks = _evaluate(entries, k, cutoff, dtype)
+    per_structure = 1 + len(symbols)
+    rows = [np.concatenate(blocks[i : i + per_structure], axis=1) for i in range(0, len(blocks), per_structure)]
+    return np.concatenate(rows, axis=0)

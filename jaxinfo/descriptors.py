@@ -1,0 +1,184 @@
+"""The QUESTS descriptor as pure JAX functions.
+
+For atom i with neighbours j (the k nearest, periodic images included) at distances r_ij,
+the weight is ``w(r) = (1 - (r/rc)^2)^2`` for r < rc and 0 beyond, and the descriptor row is
+``[x1 | x2]`` of width 2k - 1 (units 1/Angstrom):
+
+* ``x1`` (k values): ``w(r_ij) / r_ij`` in descending order (nearest neighbour first);
+* ``x2`` (k - 1 values): with ``S_jl = sqrt(w(r_ij) w(r_il)) / r_jl`` for j != l (zero on the
+  diagonal and for empty slots), each row of S sorted in descending order with its smallest
+  entry (the diagonal zero) dropped, averaged over the k rows (dividing by k).
+
+Species-resolved layout (``species_descriptors``): ``[full | species_1 | species_2 | ...]``, each
+block of width 2k - 1; block s is the descriptor computed from the atoms of species s alone,
+and is zero in the rows of atoms of other species. Species are ordered as given (default: sorted
+chemical symbols).
+
+The functions here are pure: ``structure_descriptors(positions, cell, table)`` is jit-, vmap-
+and grad-able with respect to positions and cell. Host planning (neighbour tables, padding to
+size buckets) lives in :mod:`jaxinfo.neighbours` and :mod:`jaxinfo.batching`.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxinfo.neighbours import NeighbourTable
+
+__all__ = [
+    "environment_descriptor",
+    "environment_descriptors",
+    "neighbour_vectors",
+    "structure_descriptors",
+    "descriptor_width",
+    "sort_descending",
+]
+
+DEFAULT_K = 32
+DEFAULT_CUTOFF = 5.0
+
+
+def descriptor_width(k: int) -> int:
+    """Number of columns of the descriptor for ``k`` neighbours: 2k - 1."""
+    return 2 * k - 1
+
+
+def sort_descending(values: jax.Array) -> jax.Array:
+    """Sorts along the last axis in descending order with a bitonic network.
+
+    Compare-exchange stages of elementwise max/min on reshaped arrays: an order of magnitude
+    faster than ``jnp.sort`` on XLA:CPU for the short rows (k ~ 32) of the descriptor, and
+    differentiable (ties share the gradient).
+
+    Args:
+        values: (..., n) array.
+
+    Returns:
+        (..., n) array, each row sorted from largest to smallest.
+    """
+    n = values.shape[-1]
+    lead = values.shape[:-1]
+    padded = 1 << max(n - 1, 0).bit_length()
+    if padded != n:
+        pad = jnp.full((*lead, padded - n), -jnp.inf, dtype=values.dtype)
+        values = jnp.concatenate([values, pad], axis=-1)
+    size = 2
+    while size <= padded:
+        distance = size // 2
+        while distance >= 1:
+            groups = padded // (2 * distance)
+            first_index = np.arange(groups) * 2 * distance
+            # Blocks of `size` alternate direction so that each merge sees a bitonic sequence.
+            ascending = ((first_index & size) != 0)[:, None]
+            pairs = values.reshape(*lead, groups, 2, distance)
+            upper, lower = pairs[..., 0, :], pairs[..., 1, :]
+            high, low = jnp.maximum(upper, lower), jnp.minimum(upper, lower)
+            upper, lower = jnp.where(ascending, low, high), jnp.where(ascending, high, low)
+            values = jnp.stack([upper, lower], axis=-2).reshape(*lead, padded)
+            distance //= 2
+        size *= 2
+    return values[..., :n]
+
+
+def _safe_norm(vectors, mask):
+    """Euclidean norm along the last axis, finite with finite gradients where ``mask`` is False."""
+    squared = jnp.sum(vectors * vectors, axis=-1)
+    squared = jnp.where(mask, squared, 1.0)
+    return jnp.sqrt(squared)
+
+
+def environment_descriptor(vectors: jax.Array, mask: jax.Array, cutoff: float = DEFAULT_CUTOFF):
+    """Descriptor of one atomic environment.
+
+    Args:
+        vectors: (k, 3) neighbour vectors r_j - r_i in Angstrom, any order.
+        mask: (k,) bool, False for empty slots (their vectors are ignored).
+        cutoff: cutoff radius rc in Angstrom.
+
+    Returns:
+        (2k - 1,) array ``[x1 | x2]`` in 1/Angstrom, same dtype as ``vectors``.
+    """
+    k = vectors.shape[0]
+    distance = _safe_norm(vectors, mask)
+    inside = mask & (distance < cutoff)
+    # sqrt(w) = 1 - (r/rc)^2 inside the cutoff: no square root to differentiate.
+    root_weight = jnp.where(inside, 1.0 - (distance / cutoff) ** 2, 0.0)
+    x1 = root_weight**2 / distance
+    x1 = sort_descending(x1)
+
+    pair_mask = inside[:, None] & inside[None, :] & ~jnp.eye(k, dtype=bool)
+    pair_distance = _safe_norm(vectors[:, None, :] - vectors[None, :, :], pair_mask)
+    pair_term = jnp.where(pair_mask, root_weight[:, None] * root_weight[None, :] / pair_distance, 0.0)
+    rows = sort_descending(pair_term)[:, : k - 1]
+    x2 = jnp.sum(rows, axis=0) / k
+    return jnp.concatenate([x1, x2])
+
+
+def neighbour_vectors(positions: jax.Array, cell: jax.Array, table: NeighbourTable):
+    """Neighbour vectors of every atom, recomputed from positions and cell.
+
+    Args:
+        positions: (n_atoms, 3) Cartesian positions, Angstrom.
+        cell: (3, 3) lattice vectors as rows, Angstrom.
+        table: neighbour table of the structure.
+
+    Returns:
+        (n_atoms, k, 3) array of ``positions[j] + shift @ cell - positions[i]``.
+    """
+    shift = jnp.asarray(table.shift).astype(positions.dtype)
+    return positions[table.index] + shift @ cell - positions[:, None, :]
+
+
+def structure_descriptors(
+    positions: jax.Array,
+    cell: jax.Array,
+    table: NeighbourTable,
+    cutoff: float = DEFAULT_CUTOFF,
+    *,
+    chunk_size: int = 1024,
+):
+    """Descriptors of all atoms of one structure; differentiable in positions and cell.
+
+    Args:
+        positions: (n_atoms, 3) Cartesian positions, Angstrom.
+        cell: (3, 3) lattice vectors as rows, Angstrom (ignored by non-periodic tables).
+        table: :class:`~jaxinfo.neighbours.NeighbourTable` built for this structure.
+        cutoff: cutoff radius in Angstrom (must match the table's).
+        chunk_size: atoms processed at once; bounds memory at O(chunk_size * k^2).
+
+    Returns:
+        (n_atoms, 2k - 1) descriptor matrix. Rows whose table row is empty are zero.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from ase.build import bulk
+        >>> from jaxinfo.neighbours import neighbour_table
+        >>> atoms = bulk("Cu", "fcc", a=3.61)
+        >>> table = neighbour_table(atoms.positions, atoms.cell.array, atoms.pbc, k=32, cutoff=5.0)
+        >>> x = structure_descriptors(jnp.asarray(atoms.positions), jnp.asarray(atoms.cell.array), table)
+        >>> x.shape
+        (1, 63)
+    """
+    vectors = neighbour_vectors(positions, cell, table)
+    return environment_descriptors(vectors, jnp.asarray(table.mask), cutoff, chunk_size=chunk_size)
+
+
+def environment_descriptors(vectors, mask, cutoff: float = DEFAULT_CUTOFF, *, chunk_size: int = 1024):
+    """Descriptors of a flat list of environments, ``chunk_size`` at a time.
+
+    Args:
+        vectors: (n_env, k, 3) neighbour vectors, Angstrom.
+        mask: (n_env, k) bool, False for empty slots.
+        cutoff: cutoff radius in Angstrom.
+        chunk_size: environments processed at once (memory O(chunk_size * k^2)).
+
+    Returns:
+        (n_env, 2k - 1) descriptor matrix.
+    """
+
+    def one(args):
+        return environment_descriptor(args[0], args[1], cutoff)
+
+    return jax.lax.map(one, (vectors, mask), batch_size=max(1, min(chunk_size, vectors.shape[0])))
