@@ -1,0 +1,46 @@
+"""jaxinfo: the information content of atomistic data (QUESTS entropy) in JAX.
+
+Descriptors and estimators are pure JAX functions: jit- and vmap-compiled, differentiable with
+respect to descriptors, atomic positions and cell. Results follow the input dtype (float32 by
+default, float64 when JAX x64 is enabled).
+
+Units: descriptors in 1/Angstrom, bandwidths h in 1/Angstrom, entropies in nats.
+"""
+
+from jaxinfo.bandwidth import atomic_volume, bandwidth_from_volume
+from jaxinfo.batching import descriptors, species_descriptors
+from jaxinfo.descriptors import environment_descriptor, structure_descriptors
+from jaxinfo.estimators import (
+    DatasetMetrics,
+    dataset_metrics,
+    delta_entropy,
+    diversity,
+    entropy,
+    log_density,
+    overlap,
+)
+from jaxinfo.kernels import log_kernel_sums
+from jaxinfo.neighbours import NeighbourTable, neighbour_table
+from jaxinfo.sharding import data_mesh
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DatasetMetrics",
+    "NeighbourTable",
+    "atomic_volume",
+    "bandwidth_from_volume",
+    "data_mesh",
+    "dataset_metrics",
+    "delta_entropy",
+    "descriptors",
+    "diversity",
+    "entropy",
+    "environment_descriptor",
+    "log_density",
+    "log_kernel_sums",
+    "neighbour_table",
+    "overlap",
+    "species_descriptors",
+    "structure_descriptors",
+]

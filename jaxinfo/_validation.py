@@ -32,7 +32,7 @@ def check_cutoff(cutoff) -> float:
 
 
 def check_bandwidth(h) -> np.ndarray:
-    """Returns ``h`` as a float64 array of ndim 0 or 1, or raises if any value is not finite and > 0."""
+    """Returns ``h`` as a float64 array of ndim 0 or 1; raises unless every value is finite, > 0."""
     arr = np.asarray(h, dtype=np.float64)
     if arr.ndim > 1:
         raise ValueError(f"bandwidth h must be a scalar or a 1-D array, got shape {arr.shape}")

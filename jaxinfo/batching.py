@@ -25,7 +25,7 @@ from jaxinfo.descriptors import (
 )
 from jaxinfo.neighbours import NeighbourTable, neighbour_table
 
-__all__ = ["descriptors", "species_descriptors", "bucket_size", "ENVIRONMENTS_PER_CALL"]
+__all__ = ["ENVIRONMENTS_PER_CALL", "bucket_size", "descriptors", "species_descriptors"]
 
 #: Target number of environments (structures x padded atoms) evaluated per compiled call.
 ENVIRONMENTS_PER_CALL = 2048
@@ -218,12 +218,20 @@ def species_descriptors(
         for symbol in symbols:
             chosen = numbers == symbol
             yield neighbour_table(
-                atoms.positions, atoms.cell.array, atoms.pbc, k, cutoff,
-                centres=chosen, candidates=chosen,
+                atoms.positions,
+                atoms.cell.array,
+                atoms.pbc,
+                k,
+                cutoff,
+                centres=chosen,
+                candidates=chosen,
             )
 
     entries = list(_tables(items, k, cutoff, selector))
     blocks = _evaluate(entries, k, cutoff, dtype)
     per_structure = 1 + len(symbols)
-    rows = [np.concatenate(blocks[i : i + per_structure], axis=1) for i in range(0, len(blocks), per_structure)]
+    rows = [
+        np.concatenate(blocks[i : i + per_structure], axis=1)
+        for i in range(0, len(blocks), per_structure)
+    ]
     return np.concatenate(rows, axis=0)

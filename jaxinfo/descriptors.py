@@ -28,12 +28,12 @@ import numpy as np
 from jaxinfo.neighbours import NeighbourTable
 
 __all__ = [
+    "descriptor_width",
     "environment_descriptor",
     "environment_descriptors",
     "neighbour_vectors",
-    "structure_descriptors",
-    "descriptor_width",
     "sort_descending",
+    "structure_descriptors",
 ]
 
 DEFAULT_K = 32
@@ -110,7 +110,9 @@ def environment_descriptor(vectors: jax.Array, mask: jax.Array, cutoff: float = 
 
     pair_mask = inside[:, None] & inside[None, :] & ~jnp.eye(k, dtype=bool)
     pair_distance = _safe_norm(vectors[:, None, :] - vectors[None, :, :], pair_mask)
-    pair_term = jnp.where(pair_mask, root_weight[:, None] * root_weight[None, :] / pair_distance, 0.0)
+    pair_term = jnp.where(
+        pair_mask, root_weight[:, None] * root_weight[None, :] / pair_distance, 0.0
+    )
     rows = sort_descending(pair_term)[:, : k - 1]
     x2 = jnp.sum(rows, axis=0) / k
     return jnp.concatenate([x1, x2])
@@ -157,7 +159,8 @@ def structure_descriptors(
         >>> from jaxinfo.neighbours import neighbour_table
         >>> atoms = bulk("Cu", "fcc", a=3.61)
         >>> table = neighbour_table(atoms.positions, atoms.cell.array, atoms.pbc, k=32, cutoff=5.0)
-        >>> x = structure_descriptors(jnp.asarray(atoms.positions), jnp.asarray(atoms.cell.array), table)
+        >>> positions, cell = jnp.asarray(atoms.positions), jnp.asarray(atoms.cell.array)
+        >>> x = structure_descriptors(positions, cell, table)
         >>> x.shape
         (1, 63)
     """
@@ -165,7 +168,9 @@ def structure_descriptors(
     return environment_descriptors(vectors, jnp.asarray(table.mask), cutoff, chunk_size=chunk_size)
 
 
-def environment_descriptors(vectors, mask, cutoff: float = DEFAULT_CUTOFF, *, chunk_size: int = 1024):
+def environment_descriptors(
+    vectors, mask, cutoff: float = DEFAULT_CUTOFF, *, chunk_size: int = 1024
+):
     """Descriptors of a flat list of environments, ``chunk_size`` at a time.
 
     Args:

@@ -49,7 +49,7 @@ class NeighbourTable:
 
 
 def _pair_list(positions, cell, pbc, cutoff):
-    """All (i, j, shift, distance) pairs with distance < cutoff, i-i pairs at zero shift excluded."""
+    """All (i, j, shift, distance) pairs closer than the cutoff, except i-i at zero shift."""
     if not pbc.any():
         # vesin wants a box even when nothing is periodic; it does not use it then.
         cell = np.zeros((3, 3))
