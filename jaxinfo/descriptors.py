@@ -45,12 +45,60 @@ def descriptor_width(k: int) -> int:
     return 2 * k - 1
 
 
+def _bitonic_stages(n: int):
+    """(size, distance, ascending-mask) of each compare-exchange stage of a bitonic network."""
+    stages = []
+    size = 2
+    while size <= n:
+        distance = size // 2
+        while distance >= 1:
+            first_index = np.arange(n // (2 * distance)) * 2 * distance
+            # Blocks of `size` alternate direction so that each merge sees a bitonic sequence.
+            stages.append((distance, ((first_index & size) != 0)[:, None]))
+            distance //= 2
+        size *= 2
+    return stages
+
+
+def _pad_to_power_of_two(values):
+    n = values.shape[-1]
+    padded = 1 << max(n - 1, 0).bit_length()
+    if padded == n:
+        return values
+    pad = jnp.full((*values.shape[:-1], padded - n), -jnp.inf, dtype=values.dtype)
+    return jnp.concatenate([values, pad], axis=-1)
+
+
+def _exchange(values, swap, distance):
+    """Swaps the pairs (position p, p + distance) of each group where ``swap`` is True."""
+    lead, n = values.shape[:-1], values.shape[-1]
+    pairs = values.reshape(*lead, n // (2 * distance), 2, distance)
+    upper, lower = pairs[..., 0, :], pairs[..., 1, :]
+    upper, lower = jnp.where(swap, lower, upper), jnp.where(swap, upper, lower)
+    return jnp.stack([upper, lower], axis=-2).reshape(*lead, n)
+
+
+def _bitonic_forward(values):
+    n = values.shape[-1]
+    values = _pad_to_power_of_two(values)
+    lead, padded = values.shape[:-1], values.shape[-1]
+    swaps = []
+    for distance, ascending in _bitonic_stages(padded):
+        pairs = values.reshape(*lead, padded // (2 * distance), 2, distance)
+        upper, lower = pairs[..., 0, :], pairs[..., 1, :]
+        swap = jnp.where(ascending, upper > lower, upper < lower)
+        values = _exchange(values, swap, distance)
+        swaps.append(swap)
+    return values[..., :n], swaps
+
+
+@jax.custom_vjp
 def sort_descending(values: jax.Array) -> jax.Array:
     """Sorts along the last axis in descending order with a bitonic network.
 
-    Compare-exchange stages of elementwise max/min on reshaped arrays: an order of magnitude
-    faster than ``jnp.sort`` on XLA:CPU for the short rows (k ~ 32) of the descriptor, and
-    differentiable (ties share the gradient).
+    Compare-exchange stages on reshaped arrays: an order of magnitude faster than ``jnp.sort``
+    on XLA:CPU for the short rows (k ~ 32) of the descriptor. The gradient replays the recorded
+    exchanges backwards on the cotangent, so it costs about as much as the sort itself.
 
     Args:
         values: (..., n) array.
@@ -58,28 +106,24 @@ def sort_descending(values: jax.Array) -> jax.Array:
     Returns:
         (..., n) array, each row sorted from largest to smallest.
     """
-    n = values.shape[-1]
-    lead = values.shape[:-1]
-    padded = 1 << max(n - 1, 0).bit_length()
-    if padded != n:
-        pad = jnp.full((*lead, padded - n), -jnp.inf, dtype=values.dtype)
-        values = jnp.concatenate([values, pad], axis=-1)
-    size = 2
-    while size <= padded:
-        distance = size // 2
-        while distance >= 1:
-            groups = padded // (2 * distance)
-            first_index = np.arange(groups) * 2 * distance
-            # Blocks of `size` alternate direction so that each merge sees a bitonic sequence.
-            ascending = ((first_index & size) != 0)[:, None]
-            pairs = values.reshape(*lead, groups, 2, distance)
-            upper, lower = pairs[..., 0, :], pairs[..., 1, :]
-            high, low = jnp.maximum(upper, lower), jnp.minimum(upper, lower)
-            upper, lower = jnp.where(ascending, low, high), jnp.where(ascending, high, low)
-            values = jnp.stack([upper, lower], axis=-2).reshape(*lead, padded)
-            distance //= 2
-        size *= 2
-    return values[..., :n]
+    return _bitonic_forward(values)[0]
+
+
+def _sort_forward(values):
+    result, swaps = _bitonic_forward(values)
+    return result, (swaps, values.shape[-1])
+
+
+def _sort_backward(residuals, cotangent):
+    swaps, n = residuals
+    cotangent = _pad_to_power_of_two(cotangent)
+    padded = cotangent.shape[-1]
+    for (distance, _), swap in zip(reversed(_bitonic_stages(padded)), reversed(swaps)):
+        cotangent = _exchange(cotangent, swap, distance)
+    return (cotangent[..., :n],)
+
+
+sort_descending.defvjp(_sort_forward, _sort_backward)
 
 
 def _safe_norm(vectors, mask):
