@@ -30,12 +30,17 @@ __all__ = ["ENVIRONMENTS_PER_CALL", "bucket_size", "descriptors", "species_descr
 #: Target number of environments (structures x padded atoms) evaluated per compiled call.
 ENVIRONMENTS_PER_CALL = 2048
 _SMALLEST_BUCKET = 8
+#: Above twice this many atoms, buckets are multiples of it (large cells waste < 1024 rows).
+_LARGE_BUCKET_STEP = 1024
 
 
 def bucket_size(n: int) -> int:
-    """Smallest bucket >= n among 8, 12, 16, 24, 32, 48, ... (2^a and 3 * 2^(a-1))."""
+    """Smallest bucket >= n: 8, 12, 16, 24, 32, 48, ... (2^a and 3 * 2^(a-1)) up to 2048,
+    multiples of 1024 beyond."""
     if n <= _SMALLEST_BUCKET:
         return _SMALLEST_BUCKET
+    if n > 2 * _LARGE_BUCKET_STEP:
+        return -(-n // _LARGE_BUCKET_STEP) * _LARGE_BUCKET_STEP
     power = 1 << (int(n) - 1).bit_length()  # smallest power of two >= n
     three_quarters = 3 * power // 4
     return three_quarters if three_quarters >= n else power

@@ -22,6 +22,7 @@ import functools
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxinfo._validation import check_bandwidth
 
@@ -193,6 +194,12 @@ def _check_pair(y, x):
             f"descriptor widths differ: {y.shape[1]} columns against {x.shape[1]} "
             "(computed with different k or a species-resolved layout?)"
         )
+    for a in (y,) if y is x else (y, x):
+        if isinstance(a, jax.core.Tracer):
+            continue
+        finite = np.isfinite(np.asarray(a)).all(axis=1)
+        if not finite.all():
+            raise ValueError(f"descriptors contain NaN or inf (row {int(np.argmin(finite))})")
 
 
 def _check_bandwidth_value(h):
