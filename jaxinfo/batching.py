@@ -23,7 +23,7 @@ from jaxinfo.descriptors import (
     environment_descriptors,
     neighbour_vectors,
 )
-from jaxinfo.neighbours import NeighbourTable, neighbour_table
+from jaxinfo.neighbours import NeighbourTable, neighbour_table, wrap_positions
 
 __all__ = ["ENVIRONMENTS_PER_CALL", "bucket_size", "descriptors", "species_descriptors"]
 
@@ -95,11 +95,17 @@ def _stacked_descriptors(positions, cells, table: NeighbourTable, cutoff: float)
 
 
 def _tables(items, k, cutoff, selector):
-    """Yields (structure index, n_atoms, positions, cell, table) for each selected sub-table."""
+    """Yields (structure index, n_atoms, positions, cell, table) for each selected sub-table.
+
+    Positions are wrapped and centred (float64, host) so float32 keeps its digits.
+    """
     for index, atoms in enumerate(items):
         try:
             for table in selector(atoms, k, cutoff):
-                yield index, len(atoms), atoms.positions, atoms.cell.array, table
+                positions, table = wrap_positions(
+                    atoms.positions, atoms.cell.array, atoms.pbc, table
+                )
+                yield index, len(atoms), positions, atoms.cell.array, table
         except ValueError as error:
             raise ValueError(f"structure {index}: {error}") from None
 
@@ -176,11 +182,18 @@ def descriptors(structures, k: int = DEFAULT_K, cutoff: float = DEFAULT_CUTOFF, 
 
 
 def _species_of(items, species: Sequence[str] | None) -> list[str]:
+    present = {symbol for atoms in items for symbol in atoms.get_chemical_symbols()}
     if species is None:
-        return sorted({symbol for atoms in items for symbol in atoms.get_chemical_symbols()})
+        return sorted(present)
     species = list(species)
     if not species or len(set(species)) != len(species):
         raise ValueError(f"species must be a non-empty list of distinct symbols, got {species}")
+    missing = sorted(present - set(species))
+    if missing:
+        raise ValueError(
+            f"species {missing} occur in the structures but not in species={species}: "
+            "their atoms would get zero rows in every species block"
+        )
     return species
 
 

@@ -19,7 +19,7 @@ import vesin
 
 from jaxinfo._validation import check_cutoff, check_geometry, check_k
 
-__all__ = ["NeighbourTable", "neighbour_table", "pad_table"]
+__all__ = ["NeighbourTable", "neighbour_table", "pad_table", "wrap_positions"]
 
 
 @jax.tree_util.register_dataclass
@@ -110,6 +110,38 @@ def neighbour_table(positions, cell, pbc, k: int, cutoff: float, *, centres=None
     shifts[i, rank] = shift
     mask[i, rank] = True
     return NeighbourTable(index=index, shift=shifts, mask=mask)
+
+
+def wrap_positions(positions, cell, pbc, table: NeighbourTable):
+    """Moves atoms into the cell (and the structure to its centroid), keeping the geometry.
+
+    Descriptors depend only on neighbour vectors, so translating atoms by lattice vectors
+    (compensated in the table's shifts) and the whole structure rigidly changes nothing; it
+    keeps coordinates small, so that float32 neighbour vectors do not lose digits to
+    unwrapped MD coordinates far from the origin. Host-side, float64.
+
+    Args:
+        positions: (n_atoms, 3) positions in Angstrom.
+        cell: (3, 3) lattice vectors as rows.
+        pbc: three bools.
+        table: the structure's neighbour table.
+
+    Returns:
+        ``(positions, table)``: wrapped and centred positions, and the table with shifts
+        adjusted so that every neighbour vector is unchanged.
+    """
+    positions = np.asarray(positions, dtype=np.float64)
+    cell = np.asarray(cell, dtype=np.float64)
+    pbc = np.broadcast_to(np.asarray(pbc, dtype=bool), (3,))
+    if pbc.any():
+        fractional = np.linalg.lstsq(cell[pbc].T, positions.T, rcond=None)[0].T
+        jumps = np.zeros((positions.shape[0], 3), dtype=np.int64)
+        jumps[:, pbc] = np.floor(fractional)
+        shift = table.shift + jumps[table.index] - jumps[:, None, :]
+        shift = np.where(table.mask[..., None], shift, 0).astype(np.int32)
+        positions = positions - jumps @ cell
+        table = NeighbourTable(index=table.index, shift=shift, mask=table.mask)
+    return positions - positions.mean(axis=0), table
 
 
 def pad_table(table: NeighbourTable, n_atoms: int) -> NeighbourTable:

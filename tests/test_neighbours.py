@@ -1,0 +1,214 @@
+"""Neighbour tables against an independent brute-force search over explicit periodic images."""
+
+import numpy as np
+import pytest
+from ase import Atoms
+from ase.build import bulk, molecule
+from helpers import brute_force_distances, build_structure, random_cell, seeds
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from jaxinfo.neighbours import NeighbourTable, neighbour_table, pad_table
+
+
+def table_distances(positions, cell, table):
+    """(n, k) distances of the table's slots, recomputed in numpy from index and shift."""
+    positions, cell = np.asarray(positions, float), np.asarray(cell, float)
+    vectors = positions[table.index] + table.shift @ cell - positions[:, None, :]
+    return np.linalg.norm(vectors, axis=-1)
+
+
+def assert_table_matches_brute_force(positions, cell, pbc, k, cutoff):
+    """Table shapes, dtypes, mask counts, sorted distances and empty slots vs. brute force."""
+    positions = np.asarray(positions, float)
+    table = neighbour_table(positions, cell, pbc, k, cutoff)
+    n = len(positions)
+    assert table.index.shape == (n, k) and table.index.dtype == np.int32
+    assert table.shift.shape == (n, k, 3) and table.shift.dtype == np.int32
+    assert table.mask.shape == (n, k) and table.mask.dtype == bool
+    distances = table_distances(positions, cell, table)
+    expected = brute_force_distances(positions, cell, pbc, cutoff)
+    for i in range(n):
+        count = min(k, len(expected[i]))
+        mask = table.mask[i]
+        # Filled slots come first, then empty ones.
+        assert mask.tolist() == [True] * count + [False] * (k - count), f"row {i}"
+        np.testing.assert_allclose(
+            distances[i, :count], expected[i][:count], rtol=0, atol=1e-9, err_msg=f"row {i}"
+        )
+        # Slots are ordered by ascending distance.
+        assert np.all(np.diff(distances[i, :count]) >= -1e-12)
+        # Empty slots point at atom 0 with zero shift.
+        assert np.all(table.index[i, count:] == 0)
+        assert np.all(table.shift[i, count:] == 0)
+    # A non-periodic axis never carries a shift.
+    non_periodic = ~np.broadcast_to(np.asarray(pbc, bool), (3,))
+    assert np.all(table.shift[..., non_periodic] == 0)
+    return table
+
+
+def test_one_atom_cell_has_only_images_of_itself():
+    """One-atom bcc cell: all 32 slots are images of atom 0, at the bcc shell distances."""
+    atoms = bulk("Fe", "bcc", a=2.87)
+    table = assert_table_matches_brute_force(atoms.positions, atoms.cell.array, True, 32, 5.0)
+    assert table.mask.all()
+    assert np.all(table.index == 0)
+    assert np.all(np.any(table.shift != 0, axis=-1))
+    distances = table_distances(atoms.positions, atoms.cell.array, table)[0]
+    a = 2.87
+    shells = [(8, a * np.sqrt(3) / 2), (6, a), (12, a * np.sqrt(2))]
+    start = 0
+    for count, radius in shells:
+        np.testing.assert_allclose(distances[start : start + count], radius, atol=1e-12)
+        start += count
+
+
+def test_cell_much_smaller_than_cutoff():
+    """A 1.2 A cubic cell with a 6 A cutoff: every one of ~500 images in reach is listed."""
+    cell = np.eye(3) * 1.2
+    table = assert_table_matches_brute_force([[0.1, 0.2, 0.3]], cell, True, 600, 6.0)
+    assert 450 < table.mask.sum() < 600
+    # Self images sit at 1.2 |n|: |n_x| = 4 is the largest shift along an axis within 6 A.
+    assert np.abs(table.shift).max() == 4
+
+
+@pytest.mark.parametrize("right_handed", [True, False], ids=["right-handed", "left-handed"])
+def test_strongly_triclinic_cells(right_handed):
+    """Strongly sheared cells of either handedness (negative determinant) match brute force."""
+    rng = np.random.default_rng(3)
+    cell = random_cell(rng, volume=30.0, shear=2.0, right_handed=right_handed)
+    assert (np.linalg.det(cell) > 0) == right_handed
+    positions = rng.uniform(0, 1, (3, 3)) @ cell
+    assert_table_matches_brute_force(positions, cell, True, 60, 5.0)
+
+
+@pytest.mark.parametrize(
+    ("pbc", "cell"),
+    [
+        ([True, True, False], [[2.6, 0.0, 0.0], [1.1, 2.4, 0.0], [0.0, 0.0, 9.0]]),
+        ([True, True, False], [[2.6, 0.0, 0.0], [1.1, 2.4, 0.0], [0.0, 0.0, 0.0]]),
+        ([True, False, True], [[2.6, 0.0, 0.0], [0.0, 7.0, 0.0], [0.8, 0.5, 2.2]]),
+        ([False, False, True], [[9.0, 0.0, 0.0], [0.0, 9.0, 0.0], [0.4, 0.3, 2.1]]),
+        ([False, False, True], [[0.0, 0.0, 0.0], [0.0, 0.0, 0.0], [0.0, 0.0, 2.1]]),
+    ],
+    ids=["slab", "slab-zero-c", "slab-xz", "wire", "wire-zero-ab"],
+)
+def test_slabs_and_wires_honour_each_axis(pbc, cell):
+    """Mixed pbc: images only along periodic axes (zero non-periodic vectors are fine)."""
+    positions = [[0.1, 0.2, 0.3], [1.3, 0.9, 1.4], [0.4, 1.7, -0.6]]
+    table = assert_table_matches_brute_force(positions, cell, pbc, 40, 5.0)
+    periodic = np.asarray(pbc)
+    assert np.any(table.shift[..., periodic] != 0), "periodic axes must contribute images"
+
+
+def test_slab_is_not_treated_as_open():
+    """A one-atom slab has in-plane images as neighbours; the open molecule has none."""
+    cell = np.diag([2.5, 2.5, 10.0])
+    slab = neighbour_table([[0.0, 0.0, 0.0]], cell, [True, True, False], 16, 4.0)
+    open_ = neighbour_table([[0.0, 0.0, 0.0]], cell, False, 16, 4.0)
+    assert slab.mask.sum() == 8  # 4 at 2.5 A, 4 at 3.54 A
+    assert not open_.mask.any()
+
+
+def test_molecule_fewer_than_k_atoms_masks_missing_slots():
+    """Water with k = 8: two neighbours per atom, six masked slots."""
+    atoms = molecule("H2O")
+    table = assert_table_matches_brute_force(atoms.positions, np.zeros((3, 3)), False, 8, 5.0)
+    assert table.mask.sum(axis=1).tolist() == [2, 2, 2]
+
+
+def test_open_structure_ignores_cell():
+    """With pbc False the cell (even a singular or sheared one) does not matter."""
+    atoms = molecule("CH4")
+    reference = neighbour_table(atoms.positions, np.zeros((3, 3)), False, 8, 5.0)
+    for cell in (np.eye(3) * 0.5, [[1.0, 0, 0], [2.0, 0, 0], [0, 0, 1.0]]):
+        other = neighbour_table(atoms.positions, cell, False, 8, 5.0)
+        np.testing.assert_array_equal(other.index, reference.index)
+        np.testing.assert_array_equal(other.mask, reference.mask)
+        np.testing.assert_array_equal(other.shift, 0)
+
+
+def test_isolated_atom_has_empty_row():
+    """An atom farther than the cutoff from everything has an all-False mask row."""
+    positions = [[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [30.0, 0.0, 0.0]]
+    table = assert_table_matches_brute_force(positions, np.zeros((3, 3)), False, 4, 5.0)
+    assert not table.mask[2].any()
+
+
+def test_atoms_outside_the_cell():
+    """Atoms several cells away from the home cell get the same environments."""
+    rng = np.random.default_rng(7)
+    cell = random_cell(rng, volume=40.0, shear=0.7)
+    positions = rng.uniform(-3, 4, (4, 3)) @ cell
+    assert_table_matches_brute_force(positions, cell, True, 30, 4.5)
+    assert_table_matches_brute_force(positions, cell, [True, False, True], 30, 4.5)
+
+
+def test_neighbour_exactly_at_cutoff_is_excluded():
+    """Pairs at distance >= cutoff are left out (their weight is zero anyway)."""
+    table = neighbour_table([[0.0, 0.0, 0.0], [4.0, 0.0, 0.0]], np.zeros((3, 3)), False, 4, 4.0)
+    assert not table.mask.any()
+    table = neighbour_table([[0.0, 0.0, 0.0], [3.999, 0.0, 0.0]], np.zeros((3, 3)), False, 4, 4.0)
+    assert table.mask.sum() == 2
+
+
+def test_centres_and_candidates_select_sub_structure():
+    """centres/candidates give the table of the sub-structure, empty rows elsewhere."""
+    atoms = build_structure("triclinic", 11)
+    chosen = np.arange(len(atoms)) % 2 == 0
+    table = neighbour_table(
+        atoms.positions, atoms.cell.array, True, 24, 5.0, centres=chosen, candidates=chosen
+    )
+    assert not table.mask[~chosen].any()
+    assert np.all(chosen[table.index[table.mask]])
+    sub = atoms[chosen]
+    expected = brute_force_distances(sub.positions, sub.cell.array, True, 5.0)
+    distances = table_distances(atoms.positions, atoms.cell.array, table)[chosen]
+    for row, mask, exp in zip(distances, table.mask[chosen], expected, strict=True):
+        np.testing.assert_allclose(row[mask], exp[: mask.sum()], atol=1e-9)
+        assert mask.sum() == min(24, len(exp))
+
+
+def test_pad_table_adds_empty_rows():
+    """pad_table appends masked-out rows and refuses to shrink a table."""
+    table = neighbour_table([[0.0, 0, 0], [1.0, 0, 0]], np.zeros((3, 3)), False, 3, 5.0)
+    padded = pad_table(table, 5)
+    assert isinstance(padded, NeighbourTable)
+    assert (padded.n_atoms, padded.k) == (5, 3)
+    np.testing.assert_array_equal(padded.mask[:2], table.mask)
+    assert not padded.mask[2:].any()
+    with pytest.raises(ValueError, match="pad"):
+        pad_table(table, 1)
+
+
+@st.composite
+def geometries(draw):
+    """Random (positions, cell, pbc) covering tiny, triclinic, mirrored, slab, wire and open."""
+    rng = np.random.default_rng(draw(seeds))
+    n_atoms = draw(st.integers(1, 6))
+    volume = draw(st.sampled_from([2.0, 8.0, 30.0, 80.0]))  # 2 A^3: cell far below the cutoff
+    cell = random_cell(rng, volume, shear=draw(st.sampled_from([0.0, 0.7, 2.0])))
+    if draw(st.booleans()):
+        cell = cell[[1, 0, 2]]  # left-handed
+    pbc = draw(st.lists(st.booleans(), min_size=3, max_size=3))
+    # Positions anywhere, also far outside the cell; reject coincident atoms.
+    positions = rng.uniform(-1.5, 2.5, (n_atoms, 3)) @ cell
+    close = [d[0] for d in brute_force_distances(positions, cell, pbc, 0.5) if len(d)]
+    if close:
+        positions = positions[:1]
+    return positions, cell, pbc
+
+
+@settings(max_examples=40)
+@given(geometry=geometries(), k=st.integers(1, 48), cutoff=st.floats(1.5, 6.0))
+def test_table_matches_brute_force_random(geometry, k, cutoff):
+    """Random cells, pbc flags, k and cutoff: the table equals the brute-force search."""
+    positions, cell, pbc = geometry
+    assert_table_matches_brute_force(positions, cell, pbc, k, cutoff)
+
+
+def test_one_atom_slab_with_tiny_cell_and_no_neighbours_in_reach():
+    """Fewer candidates than k in reach: the count is min(k, number in reach)."""
+    atoms = Atoms("Cu", positions=[[0, 0, 0]], cell=np.diag([3.0, 3.0, 3.0]), pbc=[1, 0, 0])
+    table = assert_table_matches_brute_force(atoms.positions, atoms.cell.array, atoms.pbc, 8, 5.0)
+    assert table.mask.sum() == 2  # +-a only
