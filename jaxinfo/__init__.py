@@ -21,6 +21,7 @@ from jaxinfo.estimators import (
 )
 from jaxinfo.kernels import log_kernel_sums
 from jaxinfo.neighbours import NeighbourTable, neighbour_table
+from jaxinfo.selection import select, selection_summary
 from jaxinfo.sharding import data_mesh
 
 __version__ = "0.1.0"
@@ -41,6 +42,8 @@ __all__ = [
     "log_kernel_sums",
     "neighbour_table",
     "overlap",
+    "select",
+    "selection_summary",
     "species_descriptors",
     "structure_descriptors",
 ]

@@ -118,7 +118,8 @@ def _sort_backward(residuals, cotangent):
     swaps, n = residuals
     cotangent = _pad_to_power_of_two(cotangent)
     padded = cotangent.shape[-1]
-    for (distance, _), swap in zip(reversed(_bitonic_stages(padded)), reversed(swaps)):
+    stages = reversed(_bitonic_stages(padded))
+    for (distance, _), swap in zip(stages, reversed(swaps), strict=True):
         cotangent = _exchange(cotangent, swap, distance)
     return (cotangent[..., :n],)
 
