@@ -76,12 +76,15 @@ def main() -> None:
             setup = builder.format(**sizes) + body.format(x64=x64, dtype=args.dtype)
             results[tool] = measure(setup)
         ratio = results["quests"]["steady_s"] / results["jaxinfo"]["steady_s"]
-        rows.append({"case": case, "dtype": args.dtype, **results, "ratio_quests_over_jaxinfo": ratio})
+        rows.append(
+            {"case": case, "dtype": args.dtype, **results, "ratio_quests_over_jaxinfo": ratio}
+        )
         print(f"\n{case} ({args.dtype})")
         for tool, r in results.items():
             print(
                 f"  {tool:8s} first {r['first_s']:7.2f} s  steady {r['steady_s']:7.3f} s  "
-                f"peak RSS {r['peak_rss_mib']:7.0f} MiB (before first call {r['baseline_rss_mib']:.0f})"
+                f"peak RSS {r['peak_rss_mib']:7.0f} MiB "
+                f"(before first call {r['baseline_rss_mib']:.0f})"
             )
         print(f"  ratio quests/jaxinfo (steady): {ratio:.2f}")
     write_json(args.output, {"machine": machine(), "rows": rows})

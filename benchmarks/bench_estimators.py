@@ -108,12 +108,18 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         data = os.path.join(tmp, "x.npy")
-        make_descriptors(max(sizes + [dh_case[1]]), data)
+        make_descriptors(max(*sizes, dh_case[1]), data)
 
         def report(label, r, evaluations):
             rate = evaluations / r["steady_s"]
-            rows.append({"case": label, **r, "kernel_evals_per_s": rate,
-                         "fraction_of_bound": rate / args.bound})
+            rows.append(
+                {
+                    "case": label,
+                    **r,
+                    "kernel_evals_per_s": rate,
+                    "fraction_of_bound": rate / args.bound,
+                }
+            )
             print(
                 f"  {label:38s} {r['steady_s']:8.2f} s (first {r['first_s']:6.2f} s)  "
                 f"{rate / 1e9:6.3f} G evals/s ({100 * rate / args.bound:5.1f}% of bound)  "
@@ -139,8 +145,9 @@ def main() -> None:
             print(name)
             times = {}
             for dtype in ("float32", "float64"):
-                setup = JAXINFO.format(x64=x64 if dtype == "float64" else "", data=data, n=n,
-                                       m=m, dtype=dtype)
+                setup = JAXINFO.format(
+                    x64=x64 if dtype == "float64" else "", data=data, n=n, m=m, dtype=dtype
+                )
                 times[dtype] = report(f"jaxinfo {dtype}", measure(setup, repeats=1), evaluations)
             if not args.skip_quests:
                 for batch in sorted({20000, fastest}):
@@ -149,8 +156,11 @@ def main() -> None:
                     if batch == fastest:
                         rows[-1]["speedup_jaxinfo_float32"] = t / times["float32"]
                         rows[-1]["speedup_jaxinfo_float64"] = t / times["float64"]
-                        print(f"  jaxinfo speed-up over quests (fastest batch): "
-                              f"float32 {t / times['float32']:.1f}x, float64 {t / times['float64']:.1f}x")
+                        print(
+                            "  jaxinfo speed-up over quests (fastest batch): "
+                            f"float32 {t / times['float32']:.1f}x, "
+                            f"float64 {t / times['float64']:.1f}x"
+                        )
 
     print("gradient of H with respect to positions, 2,000-atom structure")
     for dtype in ("float32", "float64"):
@@ -158,10 +168,13 @@ def main() -> None:
         forward = measure(GRADIENT.format(x64=header, dtype=dtype, fn="h_of_positions"))
         backward = measure(GRADIENT.format(x64=header, dtype=dtype, fn="jax.grad(h_of_positions)"))
         ratio = backward["steady_s"] / forward["steady_s"]
-        rows.append({"case": f"grad_over_value_{dtype}", "value": forward, "grad": backward,
-                     "ratio": ratio})
-        print(f"  {dtype}: H {forward['steady_s']:.3f} s, dH/dpositions {backward['steady_s']:.3f} s, "
-              f"ratio {ratio:.2f}")
+        rows.append(
+            {"case": f"grad_over_value_{dtype}", "value": forward, "grad": backward, "ratio": ratio}
+        )
+        print(
+            f"  {dtype}: H {forward['steady_s']:.3f} s, "
+            f"dH/dpositions {backward['steady_s']:.3f} s, ratio {ratio:.2f}"
+        )
     write_json(args.output, {"machine": machine(), "bound_evals_per_s": args.bound, "rows": rows})
 
 

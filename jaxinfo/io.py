@@ -457,6 +457,9 @@ def write_per_atom(
                 del frame.arrays[name]
             frame.new_array(name, arr[offsets[i] : offsets[i + 1]])
         if isinstance(atoms.calc, SinglePointCalculator):
+            # extxyz refuses a key that is both in info and in the calculator's results.
+            for key in atoms.calc.results:
+                frame.info.pop(key, None)
             frame.calc = SinglePointCalculator(frame, **atoms.calc.results)
         frames.append(frame)
     with _open_for_writing(path, overwrite, "") as handle:
