@@ -185,4 +185,5 @@ def overlap(
     Returns:
         Scalar, or (n_h,) for 1-D h. Equals 1 when Y is a subset of X.
     """
-    return jnp.mean(delta_entropy(y, x, h, block_size=block_size, mesh=mesh) < eps, axis=0)
+    dh = delta_entropy(y, x, h, block_size=block_size, mesh=mesh)
+    return jnp.mean((dh < eps).astype(dh.dtype), axis=0)

@@ -213,6 +213,21 @@ def _log_kernel_sums(y, x, h, log_weights, block_size, *, self_pairs=False, firs
     return lse[:, : y.shape[0]]
 
 
+@functools.cache
+def _per_device_kernel(block_size: int, self_pairs: bool):
+    """The per-device body for :func:`jaxinfo.sharding.sharded_map_queries` (one per setting,
+    so the sharded computation is traced and compiled once, not on every call)."""
+    from jaxinfo.sharding import DATA_AXIS
+
+    def local(y_shard, x_all, h_all, w_all):
+        first_row = jax.lax.axis_index(DATA_AXIS) * y_shard.shape[0]
+        return _log_kernel_sums(
+            y_shard, x_all, h_all, w_all, block_size, self_pairs=self_pairs, first_row=first_row
+        )
+
+    return local
+
+
 def _as_float_array(a, name):
     a = jnp.asarray(a)
     if not jnp.issubdtype(a.dtype, jnp.floating):
@@ -290,19 +305,8 @@ def log_kernel_sums(y, x, h, *, log_weights=None, block_size: int = DEFAULT_BLOC
     if mesh is None:
         lse = _log_kernel_sums(y, x, h_array, log_weights, block_size, self_pairs=self_pairs)
     else:
-        from jaxinfo.sharding import DATA_AXIS, sharded_map_queries
+        from jaxinfo.sharding import sharded_map_queries
 
-        def local(y_shard, x_all, h_all, w_all):
-            first_row = jax.lax.axis_index(DATA_AXIS) * y_shard.shape[0]
-            return _log_kernel_sums(
-                y_shard,
-                x_all,
-                h_all,
-                w_all,
-                block_size,
-                self_pairs=self_pairs,
-                first_row=first_row,
-            )
-
+        local = _per_device_kernel(block_size, self_pairs)
         lse = sharded_map_queries(local, mesh, y, x, h_array, log_weights)
     return lse[0] if h_array.ndim == 0 else lse.T

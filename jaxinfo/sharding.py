@@ -13,6 +13,8 @@ devices of all hosts and :func:`data_mesh` spans them; pass global arrays (for e
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -35,11 +37,26 @@ def data_mesh(devices=None) -> Mesh:
     return Mesh(np.asarray(devices), (DATA_AXIS,))
 
 
+@functools.lru_cache(maxsize=64)
+def _compiled(local_fn, mesh: Mesh, n_replicated: int):
+    """jit(shard_map(local_fn)) for a mesh, built once per (function, mesh)."""
+    return jax.jit(
+        jax.shard_map(
+            local_fn,
+            mesh=mesh,
+            in_specs=(PartitionSpec(DATA_AXIS),) + (PartitionSpec(),) * n_replicated,
+            out_specs=PartitionSpec(None, DATA_AXIS),
+            check_vma=False,
+        )
+    )
+
+
 def sharded_map_queries(local_fn, mesh: Mesh, y, *replicated):
     """Applies ``local_fn(y_shard, *replicated) -> (n_h, m_shard)`` with y split over the mesh.
 
     Rows of ``y`` are padded to a multiple of the device count and the padding is removed from
-    the (n_h, M) result.
+    the (n_h, M) result. ``local_fn`` should be a long-lived function (not a fresh closure per
+    call) so that the compiled program is reused.
     """
     if DATA_AXIS not in mesh.axis_names:
         raise ValueError(f"the mesh must have an axis named {DATA_AXIS!r}, got {mesh.axis_names}")
@@ -47,11 +64,4 @@ def sharded_map_queries(local_fn, mesh: Mesh, y, *replicated):
     m = y.shape[0]
     padded = -(-m // n_devices) * n_devices
     y = jnp.pad(y, ((0, padded - m), (0, 0)))
-    mapped = jax.shard_map(
-        local_fn,
-        mesh=mesh,
-        in_specs=(PartitionSpec(DATA_AXIS),) + (PartitionSpec(),) * len(replicated),
-        out_specs=PartitionSpec(None, DATA_AXIS),
-        check_vma=False,
-    )
-    return mapped(y, *replicated)[:, :m]
+    return _compiled(local_fn, mesh, len(replicated))(y, *replicated)[:, :m]
