@@ -78,7 +78,7 @@ GRADIENT = """
     {x64}
     import jax, jax.numpy as jnp, numpy as np, jaxinfo
     from ase.build import bulk
-    from jaxinfo.descriptors import structure_descriptors
+    from jaxinfo.descriptor import structure_descriptors
     atoms = bulk("Cu", "fcc", a=3.61, cubic=True).repeat((5, 5, 20))
     atoms.rattle(0.05, seed=0)
     table = jaxinfo.neighbour_table(atoms.positions, atoms.cell.array, atoms.pbc, 32, 5.0)

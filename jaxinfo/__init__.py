@@ -9,7 +9,7 @@ Units: descriptors in 1/Angstrom, bandwidths h in 1/Angstrom, entropies in nats.
 
 from jaxinfo.bandwidth import atomic_volume, bandwidth_from_volume
 from jaxinfo.batching import descriptors, species_descriptors
-from jaxinfo.descriptors import environment_descriptor, structure_descriptors
+from jaxinfo.descriptor import environment_descriptor, structure_descriptors
 from jaxinfo.estimators import (
     DatasetMetrics,
     dataset_metrics,

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxinfo._validation import check_cutoff, check_k
-from jaxinfo.descriptors import (
+from jaxinfo.descriptor import (
     DEFAULT_CUTOFF,
     DEFAULT_K,
     descriptor_width,

@@ -25,7 +25,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import jaxinfo
-from jaxinfo.descriptors import structure_descriptors
+from jaxinfo.descriptor import structure_descriptors
 from jaxinfo.neighbours import neighbour_table
 
 # Parity with the peer at 1e-9 needs float64 (conftest.py enables it too); float32 paths are

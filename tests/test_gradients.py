@@ -10,7 +10,7 @@ from ase.build import bulk, molecule
 from helpers import build_structure, random_cell, random_positions_in_cell, rattle
 
 import jaxinfo
-from jaxinfo.descriptors import structure_descriptors
+from jaxinfo.descriptor import structure_descriptors
 from jaxinfo.neighbours import NeighbourTable, neighbour_table, pad_table
 
 K, CUTOFF = 16, 4.0

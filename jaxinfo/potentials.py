@@ -1,0 +1,445 @@
+"""Small interatomic potentials as pure JAX functions (energies in eV, lengths in Å).
+
+Each potential is a frozen (hashable) dataclass with a pure, differentiable
+``energy(positions, cell, table) -> scalar`` and a host-side :meth:`Potential.neighbour_table`
+that plans its fixed-shape neighbour table. Pair terms are switched off smoothly between
+``onset`` and ``cutoff`` with the C1 multiplicative switch used by jax-md,
+
+    S(r) = 1                                                    for r < onset,
+    S(r) = (rc² − r²)² (rc² + 2r² − 3 ron²) / (rc² − ron²)³     for onset <= r < rc,
+    S(r) = 0                                                    for r >= rc,
+
+so energies and forces are continuous. Tables are built with ``cutoff + skin`` and are valid
+while no atom has moved more than ``skin / 2`` since the build; the loops in
+:mod:`jaxinfo.generation` and :mod:`jaxinfo.biased_md` rebuild them on the host.
+
+No silent caps: a table row with all ``k`` slots filled may have dropped neighbours, so
+:meth:`Potential.neighbour_table` raises a :class:`ValueError` asking for a larger ``k``.
+
+Provided potentials (published Cu parameter sets as defaults):
+
+* :class:`LennardJones`: ε = 0.4093 eV, σ = 2.338 Å (Halicioglu & Pound, Phys. Status Solidi A
+  30, 619 (1975)); dimer minimum at 2^(1/6) σ = 2.624 Å.
+* :class:`Morse`: D = 0.3429 eV, α = 1.3588 1/Å, r0 = 2.866 Å (Girifalco & Weizer, Phys. Rev.
+  114, 687 (1959)); dimer minimum at r0.
+* :class:`SuttonChen`: the analytic EAM of Sutton & Chen, Phil. Mag. Lett. 61, 139 (1990), Cu:
+  ε = 1.2382e-2 eV, c = 39.432, a = 3.61 Å, n = 9, m = 6. With the default switch (5 → 6 Å)
+  the fcc minimum stays at a = 3.61 Å with a cohesive energy of 3.39 eV/atom (3.50 eV/atom
+  untruncated).
+* :class:`EnergyFunction`: wraps any user JAX function ``energy_fn(positions, cell) -> scalar``
+  (eV), for example a jax-md energy (jax-md is not a dependency of jaxinfo)::
+
+      from jax_md import energy, space
+      displacement, _ = space.periodic_general(cell.T, fractional_coordinates=True)
+      sc = energy.lennard_jones_pair(displacement, sigma=2.338, epsilon=0.4093)
+
+      def energy_fn(positions, cell):
+          # jax-md works in fractional coordinates with column lattice vectors
+          return sc(positions @ jnp.linalg.inv(cell), box=cell.T)
+
+      potential = EnergyFunction(energy_fn)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxinfo._validation import check_cutoff, check_geometry, check_k
+from jaxinfo.descriptor import neighbour_vectors
+from jaxinfo.neighbours import NeighbourTable, neighbour_table
+
+__all__ = [
+    "EnergyFunction",
+    "LennardJones",
+    "Morse",
+    "Potential",
+    "SuttonChen",
+    "as_potential",
+    "energy_and_forces",
+    "minimum_distance",
+    "neighbour_distances",
+    "smooth_switch",
+]
+
+DEFAULT_SKIN = 0.5
+DEFAULT_K = 128
+
+
+def smooth_switch(r, onset: float, cutoff: float):
+    """C1 switching function S(r): 1 below ``onset``, 0 from ``cutoff`` on (r in Å).
+
+    Args:
+        r: array of distances, Å.
+        onset: distance where the switch starts, Å (0 <= onset < cutoff).
+        cutoff: distance where the switch reaches zero, Å.
+
+    Returns:
+        Array of the shape of ``r``, values in [0, 1].
+    """
+    r2, rc2, ron2 = r * r, cutoff * cutoff, onset * onset
+    middle = (rc2 - r2) ** 2 * (rc2 + 2.0 * r2 - 3.0 * ron2) / (rc2 - ron2) ** 3
+    return jnp.where(r < onset, 1.0, jnp.where(r < cutoff, middle, 0.0))
+
+
+def neighbour_distances(positions, cell, table: NeighbourTable):
+    """Distances to the neighbours of a table, safe to differentiate at empty slots.
+
+    Args:
+        positions: (n_atoms, 3) Cartesian positions, Å.
+        cell: (3, 3) lattice vectors as rows, Å.
+        table: neighbour table of the structure.
+
+    Returns:
+        ``(distance, mask)``: (n_atoms, k) distances in Å (1.0 in empty slots, with zero
+        gradient) and the (n_atoms, k) bool mask of filled slots.
+    """
+    vectors = neighbour_vectors(positions, cell, table)
+    mask = jnp.asarray(table.mask)
+    squared = jnp.where(mask, jnp.sum(vectors * vectors, axis=-1), 1.0)
+    return jnp.sqrt(squared), mask
+
+
+def minimum_distance(positions, cell, table: NeighbourTable):
+    """Shortest interatomic distance (periodic images included) among the table's pairs.
+
+    Args:
+        positions: (n_atoms, 3) Cartesian positions, Å.
+        cell: (3, 3) lattice vectors as rows, Å.
+        table: neighbour table; it must hold each atom's nearest neighbour.
+
+    Returns:
+        Scalar, Å; ``inf`` when the table is empty.
+    """
+    distance, mask = neighbour_distances(positions, cell, table)
+    return jnp.min(jnp.where(mask, distance, jnp.inf))
+
+
+def _check_switch(onset, cutoff):
+    cutoff = check_cutoff(cutoff)
+    onset = float(onset)
+    if not (0.0 <= onset < cutoff):
+        raise ValueError(f"onset must satisfy 0 <= onset < cutoff ({cutoff} Å), got {onset}")
+    return onset, cutoff
+
+
+def _check_positive(name, value):
+    value = float(value)
+    if not np.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+    return value
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Potential:
+    """Base class: a pure energy function plus the plan of its neighbour table.
+
+    Subclasses implement :meth:`energy`. Instances are hashable, so they can be static
+    arguments of ``jax.jit``.
+
+    Attributes:
+        cutoff: interaction cutoff in Å (None: the potential needs no neighbour table).
+        k: neighbour slots per atom in the table.
+        skin: extra table radius in Å; the table stays valid while atoms move < skin / 2.
+    """
+
+    cutoff: float | None = None
+    k: int = DEFAULT_K
+    skin: float = DEFAULT_SKIN
+
+    def energy(self, positions, cell, table: NeighbourTable | None):
+        """Potential energy in eV (pure, differentiable in positions and cell).
+
+        Args:
+            positions: (n_atoms, 3) Cartesian positions, Å.
+            cell: (3, 3) lattice vectors as rows, Å.
+            table: the table from :meth:`neighbour_table` (None when ``cutoff`` is None).
+
+        Returns:
+            Scalar array, eV.
+        """
+        raise NotImplementedError
+
+    @property
+    def table_cutoff(self) -> float | None:
+        """Radius of the neighbour table, ``cutoff + skin`` in Å (None without a cutoff)."""
+        return None if self.cutoff is None else self.cutoff + self.skin
+
+    def neighbour_table(self, positions, cell, pbc) -> NeighbourTable | None:
+        """Builds the neighbour table on the host, refusing to drop neighbours silently.
+
+        Args:
+            positions: (n_atoms, 3) Cartesian positions, Å.
+            cell: (3, 3) lattice vectors as rows, Å.
+            pbc: bool or three bools.
+
+        Returns:
+            A :class:`~jaxinfo.neighbours.NeighbourTable` with ``k`` slots and radius
+            ``cutoff + skin``, or None when the potential has no cutoff.
+
+        Raises:
+            ValueError: bad geometry, or a row with all ``k`` slots filled (neighbours within
+                ``cutoff + skin`` may have been dropped: use a larger ``k``).
+        """
+        if self.cutoff is None:
+            return None
+        table = neighbour_table(positions, cell, pbc, self.k, self.table_cutoff)
+        full = np.nonzero(table.mask.all(axis=1))[0]
+        if full.size:
+            raise ValueError(
+                f"neighbour table overflow: atom {int(full[0])} (and {full.size - 1} others) has "
+                f"all k={self.k} slots filled within {self.table_cutoff:.3g} Å, so neighbours may "
+                f"have been dropped; construct the potential with a larger k "
+                f"(e.g. k={2 * self.k})"
+            )
+        return table
+
+    def __post_init__(self):
+        if self.cutoff is not None:
+            object.__setattr__(self, "cutoff", check_cutoff(self.cutoff))
+        object.__setattr__(self, "k", check_k(self.k))
+        skin = float(self.skin)
+        if not np.isfinite(skin) or skin < 0:
+            raise ValueError(f"skin must be a finite number >= 0 (Å), got {self.skin!r}")
+        object.__setattr__(self, "skin", skin)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class _PairPotential(Potential):
+    cutoff: float = 6.0
+    onset: float = 5.0
+
+    def __post_init__(self):
+        super().__post_init__()
+        _check_switch(self.onset, self.cutoff)
+
+    def pair_energy(self, r):
+        """Unswitched pair energy φ(r) in eV for distances r in Å."""
+        raise NotImplementedError
+
+    def energy(self, positions, cell, table):
+        distance, mask = neighbour_distances(positions, cell, table)
+        inside = mask & (distance < self.cutoff)
+        safe = jnp.where(inside, distance, self.cutoff)
+        terms = self.pair_energy(safe) * smooth_switch(safe, self.onset, self.cutoff)
+        # Every pair appears twice in a full table (i -> j and j -> i).
+        return 0.5 * jnp.sum(jnp.where(inside, terms, 0.0))
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class LennardJones(_PairPotential):
+    """Lennard-Jones pair potential 4ε[(σ/r)^12 − (σ/r)^6], smoothly switched off.
+
+    Defaults are the Cu parameters of Halicioglu & Pound (1975).
+
+    Attributes:
+        epsilon: well depth ε, eV.
+        sigma: σ, Å (dimer minimum at 2^(1/6) σ).
+        cutoff: distance where the energy reaches zero, Å (default 6.0).
+        onset: start of the smooth switch, Å (default 5.0; keep it beyond the minimum).
+        k: neighbour slots per atom (default 128).
+        skin: extra table radius, Å.
+
+    Example:
+        >>> from ase.build import bulk
+        >>> from jaxinfo.potentials import LennardJones, energy_and_forces
+        >>> e, f = energy_and_forces(LennardJones(), bulk("Cu", "fcc", a=3.61, cubic=True))
+        >>> f.shape
+        (4, 3)
+    """
+
+    epsilon: float = 0.4093
+    sigma: float = 2.338
+
+    def __post_init__(self):
+        super().__post_init__()
+        _check_positive("epsilon", self.epsilon)
+        _check_positive("sigma", self.sigma)
+
+    def pair_energy(self, r):
+        s6 = (self.sigma / r) ** 6
+        return 4.0 * self.epsilon * (s6 * s6 - s6)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Morse(_PairPotential):
+    """Morse pair potential D[(1 − exp(−α(r − r0)))² − 1], smoothly switched off.
+
+    Defaults are the Cu parameters of Girifalco & Weizer (1959).
+
+    Attributes:
+        depth: well depth D, eV.
+        alpha: α, 1/Å.
+        r0: equilibrium distance, Å (dimer minimum).
+        cutoff: distance where the energy reaches zero, Å (default 6.0).
+        onset: start of the smooth switch, Å (default 5.0).
+        k: neighbour slots per atom.
+        skin: extra table radius, Å.
+    """
+
+    depth: float = 0.3429
+    alpha: float = 1.3588
+    r0: float = 2.866
+
+    def __post_init__(self):
+        super().__post_init__()
+        _check_positive("depth", self.depth)
+        _check_positive("alpha", self.alpha)
+        _check_positive("r0", self.r0)
+
+    def pair_energy(self, r):
+        decay = jnp.exp(-self.alpha * (r - self.r0))
+        return self.depth * ((1.0 - decay) ** 2 - 1.0)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class SuttonChen(Potential):
+    """Sutton–Chen analytic embedded-atom potential, smoothly switched off.
+
+    ``E = ε Σ_i [½ Σ_j (a/r_ij)^n S(r_ij) − c sqrt(ρ_i)]`` with
+    ``ρ_i = Σ_j (a/r_ij)^m S(r_ij)²`` (S² keeps sqrt(ρ) smooth for atoms with few
+    neighbours). Defaults are the Cu parameters of Sutton & Chen (1990);
+    with the default switch (5 → 6 Å) fcc Cu has its minimum at a = 3.61 Å and
+    E = −3.39 eV/atom.
+
+    Attributes:
+        epsilon: energy scale ε, eV.
+        c: dimensionless embedding strength.
+        a: length scale, Å (the fcc lattice constant of the fit).
+        n: repulsive exponent.
+        m: density exponent.
+        cutoff: distance where every term reaches zero, Å (default 6.0).
+        onset: start of the smooth switch, Å (default 5.0).
+        k: neighbour slots per atom (default 128: fcc Cu has 86 atoms within 6.5 Å).
+        skin: extra table radius, Å.
+
+    Example:
+        >>> from ase.build import bulk
+        >>> from jaxinfo.potentials import SuttonChen, energy_and_forces
+        >>> e, _ = energy_and_forces(SuttonChen(), bulk("Cu", "fcc", a=3.61, cubic=True))
+        >>> round(e / 4, 2)
+        -3.39
+    """
+
+    cutoff: float = 6.0
+    onset: float = 5.0
+    epsilon: float = 1.2382e-2
+    c: float = 39.432
+    a: float = 3.61
+    n: float = 9.0
+    m: float = 6.0
+
+    def __post_init__(self):
+        super().__post_init__()
+        _check_switch(self.onset, self.cutoff)
+        for name in ("epsilon", "c", "a", "n", "m"):
+            _check_positive(name, getattr(self, name))
+
+    def energy(self, positions, cell, table):
+        distance, mask = neighbour_distances(positions, cell, table)
+        inside = mask & (distance < self.cutoff)
+        safe = jnp.where(inside, distance, self.cutoff)
+        switch = jnp.where(inside, smooth_switch(safe, self.onset, self.cutoff), 0.0)
+        ratio = self.a / safe
+        repulsion = 0.5 * jnp.sum(ratio**self.n * switch)
+        # The density is switched with S², so that sqrt(ρ) stays C1 even for an atom whose only
+        # neighbours sit near the cutoff (with S, sqrt(ρ) ∝ rc − r and the force would jump).
+        density = jnp.sum(ratio**self.m * switch * switch, axis=1)
+        # sqrt has an infinite slope at 0: isolated atoms (density 0) get zero gradient.
+        isolated = density <= 0.0
+        embedding = jnp.where(isolated, 0.0, jnp.sqrt(jnp.where(isolated, 1.0, density)))
+        return self.epsilon * (repulsion - self.c * jnp.sum(embedding))
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class EnergyFunction(Potential):
+    """Any user JAX energy ``energy_fn(positions, cell) -> scalar`` (eV) as a potential.
+
+    The function must be pure and differentiable with respect to positions ((n_atoms, 3), Å)
+    and cell ((3, 3) rows, Å); it handles its own neighbours, so no table is built. A jax-md
+    energy fits in a few lines (see the module docstring).
+
+    Attributes:
+        energy_fn: the callable. Instances hash by its identity, so reuse one callable to reuse
+            compiled code.
+    """
+
+    energy_fn: Callable | None = dataclasses.field(default=None, kw_only=False)
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not callable(self.energy_fn):
+            raise ValueError(
+                "EnergyFunction needs a callable energy_fn(positions, cell) -> scalar (eV), "
+                f"got {self.energy_fn!r}"
+            )
+        if self.cutoff is not None:
+            raise ValueError("EnergyFunction plans no neighbour table: leave cutoff=None")
+
+    def energy(self, positions, cell, table=None):
+        return jnp.asarray(self.energy_fn(positions, cell))
+
+
+def as_potential(potential) -> Potential:
+    """Returns ``potential`` itself, or wraps a callable ``energy_fn(positions, cell)``.
+
+    Args:
+        potential: a :class:`Potential` or a callable ``(positions, cell) -> scalar`` in eV.
+
+    Returns:
+        A :class:`Potential`.
+
+    Raises:
+        ValueError: for anything else.
+    """
+    if isinstance(potential, Potential):
+        return potential
+    if callable(potential):
+        return EnergyFunction(energy_fn=potential)
+    raise ValueError(
+        "potential must be a jaxinfo.potentials.Potential or a callable "
+        f"energy_fn(positions, cell) -> scalar, got {type(potential).__name__}"
+    )
+
+
+_ENERGY_AND_FORCES = {}
+
+
+def _compiled_energy_and_forces(potential: Potential):
+    fn = _ENERGY_AND_FORCES.get(potential)
+    if fn is None:
+
+        def value_and_forces(positions, cell, table):
+            energy, grad = jax.value_and_grad(potential.energy)(positions, cell, table)
+            return energy, -grad
+
+        fn = _ENERGY_AND_FORCES[potential] = jax.jit(value_and_forces)
+    return fn
+
+
+def energy_and_forces(potential, atoms, *, dtype=None):
+    """Energy and forces of one structure (host convenience; builds the table).
+
+    Args:
+        potential: a :class:`Potential` or a callable ``energy_fn(positions, cell)``.
+        atoms: an ``ase.Atoms``.
+        dtype: floating dtype (default float32, or float64 when JAX x64 is enabled).
+
+    Returns:
+        ``(energy, forces)``: a float in eV and an (n_atoms, 3) numpy array in eV/Å.
+
+    Raises:
+        ValueError: bad geometry or neighbour-table overflow.
+    """
+    potential = as_potential(potential)
+    positions, cell, pbc = check_geometry(atoms.positions, atoms.cell.array, atoms.pbc)
+    dtype = jnp.zeros(()).dtype if dtype is None else dtype
+    table = potential.neighbour_table(positions, cell, pbc)
+    energy, forces = _compiled_energy_and_forces(potential)(
+        jnp.asarray(positions, dtype=dtype), jnp.asarray(cell, dtype=dtype), table
+    )
+    return float(energy), np.asarray(forces)

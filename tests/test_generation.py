@@ -1,0 +1,153 @@
+"""Dataset generation by information gradient ascent and by Metropolis on the same objective."""
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from ase import units
+from ase.build import bulk
+
+import jaxinfo
+from jaxinfo.datasets import load_example
+from jaxinfo.generation import generate_gradient, generate_metropolis
+from jaxinfo.potentials import SuttonChen
+
+KT = units.kB * 600.0  # eV
+POTENTIAL = SuttonChen()
+# Small descriptors where their values do not matter: they compile several times faster.
+SMALL_K, SMALL_CUTOFF = 8, 4.0
+
+
+@pytest.fixture(scope="module")
+def seed_frames():
+    return load_example("bulk_300K")[:2]
+
+
+@pytest.fixture(scope="module")
+def gradient_run(seed_frames):
+    return generate_gradient(
+        seed_frames[:1], POTENTIAL, kT=KT, n_steps=24, sample_every=8, grow_reference=False
+    )
+
+
+def test_gradient_ascent_raises_the_objective(gradient_run):
+    objective = gradient_run.objective
+    assert objective.shape == (25,)
+    assert objective[-1] > objective[0] + 1.0
+    half = objective.size // 2
+    assert objective[half:].mean() > objective[:half].mean()
+    # Steady increase: most steps go up (table rebuilds may cause small jumps).
+    assert np.mean(np.diff(objective) > 0) > 0.8
+
+
+def test_gradient_run_keeps_energy_bounded_and_atoms_apart(gradient_run, seed_frames):
+    energy = gradient_run.energy
+    n_atoms = len(seed_frames[0])
+    assert np.all(np.isfinite(energy))
+    # The physical term keeps the structure bound: within 0.2 eV/atom of the start.
+    assert np.max(np.abs(energy - energy[0])) < 0.2 * n_atoms
+    assert gradient_run.min_distance_overall >= gradient_run.min_distance_limit == 1.5
+    assert len(gradient_run.frames) == 3
+    for frame in gradient_run.frames:
+        assert frame.info["method"] == "gradient"
+        assert frame.get_all_distances(mic=True)[np.triu_indices(n_atoms, 1)].min() >= 1.5
+    assert gradient_run.total_energy_evaluations == 25
+    np.testing.assert_array_equal(gradient_run.frame_energy_evaluations, [9, 17, 25])
+
+
+def test_information_term_matches_the_estimators(gradient_run, seed_frames):
+    # Step 0 evaluates the seed itself against the reference (= the seed).
+    x = jaxinfo.descriptors(seed_frames[:1])
+    delta = jaxinfo.delta_entropy(x, x)
+    expected = float(jnp.mean(10.0 * jnp.tanh(delta / 10.0)))  # default saturation: 10 nats
+    assert gradient_run.information[0] == pytest.approx(expected, abs=1e-8)
+
+
+def test_entropy_objective_of_the_growing_dataset(seed_frames):
+    result = generate_gradient(
+        seed_frames[:1], POTENTIAL, kT=KT, information="entropy", n_steps=4, sample_every=2,
+        k=SMALL_K, cutoff=SMALL_CUTOFF,
+    )  # fmt: skip
+    x = jaxinfo.descriptors(seed_frames[:1], k=SMALL_K, cutoff=SMALL_CUTOFF)
+    # At step 0 the dataset is the reference plus an identical copy of it.
+    expected = float(jaxinfo.entropy(np.concatenate([x, x])))
+    assert result.information[0] == pytest.approx(expected, abs=1e-8)
+    # After the first emission the reference holds the emitted frame as well.
+    frames = [seed_frames[0], result.frames[0]]
+    x_new = jaxinfo.descriptors(frames, k=SMALL_K, cutoff=SMALL_CUTOFF)
+    assert len(result.frames) == 2
+    # Step 3 sees reference + frame 0 + the (moved) current structure: H <= log N.
+    assert result.information[3] <= np.log(x_new.shape[0] + 32) + 1e-9
+
+
+def test_metropolis_is_deterministic_for_a_seed(seed_frames):
+    kwargs = dict(
+        kT=KT, n_steps=12, displacement=0.01, sample_every=6, k=SMALL_K, cutoff=SMALL_CUTOFF
+    )
+    first = generate_metropolis(seed_frames, POTENTIAL, seed=5, **kwargs)
+    second = generate_metropolis(seed_frames, POTENTIAL, seed=5, **kwargs)
+    np.testing.assert_array_equal(first.objective, second.objective)
+    np.testing.assert_array_equal(first.accepted, second.accepted)
+    for a, b in zip(first.frames, second.frames, strict=True):
+        np.testing.assert_array_equal(a.positions, b.positions)
+    other = generate_metropolis(seed_frames, POTENTIAL, seed=6, **kwargs)
+    assert not np.array_equal(first.objective, other.objective)
+    assert 0.0 < first.acceptance_rate <= 1.0
+    assert len(first.frames) == 4 and set(first.walker) == {0, 1}
+    assert first.min_distance_overall >= 1.5
+    # One evaluation per proposal plus re-evaluations after rebuilds / reference changes.
+    assert first.total_energy_evaluations >= 2 * 12
+
+
+def test_collapse_is_prevented():
+    # A strongly attractive energy would pull all atoms together; min_distance stops it.
+    def attraction(positions, cell):
+        return 10.0 * jnp.sum((positions - jnp.mean(positions, axis=0)) ** 2)
+
+    atoms = bulk("Cu", "fcc", a=3.61, cubic=True)
+    atoms.center(vacuum=4.0)
+    atoms.pbc = False
+    atoms.rattle(0.02, seed=1)
+    limit = 2.4
+    grad = generate_gradient(
+        atoms, attraction, kT=0.05, n_steps=10, sample_every=5, min_distance=limit,
+        step_size=0.05, information_weight=0.0, k=SMALL_K, cutoff=SMALL_CUTOFF,
+    )  # fmt: skip
+    assert grad.min_distance_overall >= limit
+    assert grad.energy[-1] < grad.energy[0]  # it did move inwards, up to the limit
+    for frame in grad.frames:
+        d = frame.get_all_distances()[np.triu_indices(len(frame), 1)]
+        assert d.min() >= limit
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        (dict(kT=0.0), "kT"),
+        (dict(kT=-1.0), "kT"),
+        (dict(kT=KT, step_size=0.0), "step_size"),
+        (dict(kT=KT, max_displacement=-1.0), "max_displacement"),
+        (dict(kT=KT, n_steps=0), "n_steps"),
+        (dict(kT=KT, information="median"), "information"),
+        (dict(kT=KT, h=-0.1), "bandwidth"),
+        (dict(kT=KT, min_distance=3.0), "min_distance"),
+    ],
+)
+def test_gradient_bad_input(seed_frames, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        generate_gradient(seed_frames[:1], POTENTIAL, **kwargs)
+
+
+def test_bad_seeds_and_metropolis_input(seed_frames):
+    with pytest.raises(ValueError, match="empty"):
+        generate_gradient([], POTENTIAL, kT=KT)
+    with pytest.raises(ValueError, match=r"ase\.Atoms"):
+        generate_metropolis([np.zeros((3, 3))], POTENTIAL, kT=KT)
+    with pytest.raises(ValueError, match="temperature_mc"):
+        generate_metropolis(seed_frames, POTENTIAL, kT=KT, temperature_mc=0.0)
+    with pytest.raises(ValueError, match="displacement"):
+        generate_metropolis(seed_frames, POTENTIAL, kT=KT, displacement=0.0)
+    slab = load_example("surface_300K")[0]
+    with pytest.raises(ValueError, match="periodic"):
+        generate_metropolis(slab, POTENTIAL, kT=KT, cell_displacement=0.01)
+    with pytest.raises(ValueError, match="potential"):
+        generate_gradient(seed_frames, "lj", kT=KT)
