@@ -88,20 +88,23 @@ def neighbour_table(positions, cell, pbc, k: int, cutoff: float, *, centres=None
         a, b = int(i[coincident][0]), int(j[coincident][0])
         what = "a periodic image of itself" if a == b else f"atom {b}"
         raise ValueError(f"two atoms at the same position: atom {a} coincides with {what}")
-    keep = np.ones(i.shape, dtype=bool)
-    if centres is not None:
-        keep &= np.asarray(centres, dtype=bool)[i]
-    if candidates is not None:
-        keep &= np.asarray(candidates, dtype=bool)[j]
-    i, j, shift, distance = i[keep], j[keep], shift[keep], distance[keep]
+    if centres is not None or candidates is not None:
+        keep = np.ones(i.shape, dtype=bool)
+        if centres is not None:
+            keep &= np.asarray(centres, dtype=bool)[i]
+        if candidates is not None:
+            keep &= np.asarray(candidates, dtype=bool)[j]
+        i, j, shift, distance = i[keep], j[keep], shift[keep], distance[keep]
 
-    # Group pairs by centre, nearest first; the rank inside each group is the slot.
-    order = np.argsort(i * (2.0 * cutoff) + distance, kind="stable")
-    i, j, shift = i[order], j[order], shift[order]
+    # Group pairs by centre, nearest first; the rank inside each group is the slot. The key
+    # i * 2rc + d orders by centre, then distance (d < rc); ties are broken arbitrarily.
+    order = np.argsort(i * (2.0 * cutoff) + distance)
+    i = i[order]
     first_of_group = np.searchsorted(i, np.arange(n_atoms))
     rank = np.arange(i.size) - first_of_group[i]
-    in_table = rank < k
-    i, j, shift, rank = i[in_table], j[in_table], shift[in_table], rank[in_table]
+    in_table = np.nonzero(rank < k)[0]
+    i, rank, order = i[in_table], rank[in_table], order[in_table]
+    j, shift = j[order], shift[order]
 
     index = np.zeros((n_atoms, k), dtype=np.int32)
     shifts = np.zeros((n_atoms, k, 3), dtype=np.int32)
