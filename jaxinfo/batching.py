@@ -94,58 +94,78 @@ def _stacked_descriptors(positions, cells, table: NeighbourTable, cutoff: float)
     return rows.reshape(batch, n_atoms, -1)
 
 
-def _tables(items, k, cutoff, selector):
-    """Yields (structure index, n_atoms, positions, cell, table) for each selected sub-table.
+def _structure_entries(index, atoms, k, cutoff, selector):
+    """(n_atoms, positions, cell, table) for each table ``selector`` makes for one structure.
 
     Positions are wrapped and centred (float64, host) so float32 keeps its digits.
     """
-    for index, atoms in enumerate(items):
-        try:
-            for table in selector(atoms, k, cutoff):
-                positions, table = wrap_positions(
-                    atoms.positions, atoms.cell.array, atoms.pbc, table
-                )
-                yield index, len(atoms), positions, atoms.cell.array, table
-        except ValueError as error:
-            raise ValueError(f"structure {index}: {error}") from None
+    entries = []
+    try:
+        for table in selector(atoms, k, cutoff):
+            positions, table = wrap_positions(atoms.positions, atoms.cell.array, atoms.pbc, table)
+            entries.append((len(atoms), positions, atoms.cell.array, table))
+    except ValueError as error:
+        raise ValueError(f"structure {index}: {error}") from None
+    return entries
 
 
 def _full_table(atoms, k, cutoff):
     yield neighbour_table(atoms.positions, atoms.cell.array, atoms.pbc, k, cutoff)
 
 
-def _evaluate(entries, k, cutoff, dtype):
-    """Evaluates the padded, bucketed stacks; returns one (n_atoms, 2k-1) array per entry."""
+def _dispatch(batch, stack, n_bucket, k, cutoff, dtype):
+    """Pads one stack of entries into fixed-shape arrays and launches the jitted call.
+
+    Returns the device array without waiting for it: JAX dispatches asynchronously, so the
+    host builds the next stack's tables while this one is computed.
+    """
+    positions = np.zeros((stack, n_bucket, 3))
+    cells = np.tile(np.eye(3), (stack, 1, 1))
+    index = np.zeros((stack, n_bucket, k), dtype=np.int32)
+    shift = np.zeros((stack, n_bucket, k, 3), dtype=np.int32)
+    mask = np.zeros((stack, n_bucket, k), dtype=bool)
+    for slot, (_, _, (n_atoms, pos, cell, table)) in enumerate(batch):
+        positions[slot, :n_atoms] = pos
+        cells[slot] = cell
+        index[slot, :n_atoms] = table.index
+        shift[slot, :n_atoms] = table.shift
+        mask[slot, :n_atoms] = table.mask
+    return _stacked_descriptors(
+        jnp.asarray(positions, dtype=dtype),
+        jnp.asarray(cells, dtype=dtype),
+        NeighbourTable(jnp.asarray(index), jnp.asarray(shift), jnp.asarray(mask)),
+        cutoff,
+    )
+
+
+def _evaluate(items, k, cutoff, dtype, selector, blocks_per_structure):
+    """Descriptor blocks of every structure: ``result[i][b]`` is (n_atoms_i, 2k - 1).
+
+    Structures are grouped by size bucket (known from the atom counts alone), and each stack's
+    tables are built just before it is launched, overlapping host and device work.
+    """
     width = descriptor_width(k)
-    results: list = [None] * len(entries)
+    results = [[None] * blocks_per_structure for _ in items]
     by_bucket: dict[int, list[int]] = {}
-    for position, entry in enumerate(entries):
-        by_bucket.setdefault(bucket_size(entry[1]), []).append(position)
+    for index, atoms in enumerate(items):
+        by_bucket.setdefault(bucket_size(len(atoms)), []).append(index)
+    launched = []
     for n_bucket, members in by_bucket.items():
-        stack = _structures_per_call(n_bucket, len(members))
-        for start in range(0, len(members), stack):
-            group = members[start : start + stack]
-            positions = np.zeros((stack, n_bucket, 3))
-            cells = np.tile(np.eye(3), (stack, 1, 1))
-            index = np.zeros((stack, n_bucket, k), dtype=np.int32)
-            shift = np.zeros((stack, n_bucket, k, 3), dtype=np.int32)
-            mask = np.zeros((stack, n_bucket, k), dtype=bool)
-            for slot, position in enumerate(group):
-                _, n_atoms, pos, cell, table = entries[position]
-                positions[slot, :n_atoms] = pos
-                cells[slot] = cell
-                index[slot, :n_atoms] = table.index
-                shift[slot, :n_atoms] = table.shift
-                mask[slot, :n_atoms] = table.mask
-            out = _stacked_descriptors(
-                jnp.asarray(positions, dtype=dtype),
-                jnp.asarray(cells, dtype=dtype),
-                NeighbourTable(jnp.asarray(index), jnp.asarray(shift), jnp.asarray(mask)),
-                cutoff,
-            )
-            out = np.asarray(out)
-            for slot, position in enumerate(group):
-                results[position] = out[slot, : entries[position][1], :width]
+        stack = _structures_per_call(n_bucket, len(members) * blocks_per_structure)
+        batch = []
+        for index in members:
+            entries = _structure_entries(index, items[index], k, cutoff, selector)
+            for block, entry in enumerate(entries):
+                batch.append((index, block, entry))
+                if len(batch) == stack:
+                    launched.append((_dispatch(batch, stack, n_bucket, k, cutoff, dtype), batch))
+                    batch = []
+        if batch:
+            launched.append((_dispatch(batch, stack, n_bucket, k, cutoff, dtype), batch))
+    for out, batch in launched:
+        out = np.asarray(out)
+        for slot, (index, block, entry) in enumerate(batch):
+            results[index][block] = out[slot, : entry[0], :width]
     return results
 
 
@@ -177,8 +197,8 @@ def descriptors(structures, k: int = DEFAULT_K, cutoff: float = DEFAULT_CUTOFF, 
     items = _as_structure_list(structures)
     if not items:
         raise ValueError("no structures given")
-    entries = list(_tables(items, k, cutoff, _full_table))
-    return np.concatenate(_evaluate(entries, k, cutoff, dtype), axis=0)
+    blocks = _evaluate(items, k, cutoff, dtype, _full_table, 1)
+    return np.concatenate([rows for (rows,) in blocks], axis=0)
 
 
 def _species_of(items, species: Sequence[str] | None) -> list[str]:
@@ -245,11 +265,5 @@ def species_descriptors(
                 candidates=chosen,
             )
 
-    entries = list(_tables(items, k, cutoff, selector))
-    blocks = _evaluate(entries, k, cutoff, dtype)
-    per_structure = 1 + len(symbols)
-    rows = [
-        np.concatenate(blocks[i : i + per_structure], axis=1)
-        for i in range(0, len(blocks), per_structure)
-    ]
-    return np.concatenate(rows, axis=0)
+    blocks = _evaluate(items, k, cutoff, dtype, selector, 1 + len(symbols))
+    return np.concatenate([np.concatenate(parts, axis=1) for parts in blocks], axis=0)

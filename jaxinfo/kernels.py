@@ -36,16 +36,17 @@ _MIN_BLOCK = 8
 def padded_length(n: int, block_size: int = DEFAULT_BLOCK_SIZE) -> tuple[int, int]:
     """Returns ``(block, n_blocks)`` for n rows: a block and a bucketed block count.
 
-    Below ``block_size`` rows one block of the next power of two (>= 8) is used; above, the
-    block count is rounded up to 2^a or 3 * 2^(a-1), so padding wastes at most a third.
+    Below ``block_size`` rows one block of the next power of two (>= 8) is used. Above, up to
+    15 blocks are used as they are; beyond, the count is rounded up to a multiple of 2^(a-3)
+    for 2^a <= count < 2^(a+1) (8 buckets per doubling), so padding adds at most 1/8 of the
+    rows and nearby sizes share one compilation.
     """
     if n <= block_size:
         block = max(_MIN_BLOCK, 1 << (int(n) - 1).bit_length())
         return min(block, block_size), 1
     blocks = -(-n // block_size)
-    power = 1 << (blocks - 1).bit_length()
-    bucket = 3 * power // 4 if 3 * power // 4 >= blocks else power
-    return block_size, bucket
+    step = 1 << max(blocks.bit_length() - 4, 0)
+    return block_size, -(-blocks // step) * step
 
 
 def _block_logits(y, y_sq, x, x_sq, log_w, scale, same_rows):

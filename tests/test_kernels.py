@@ -82,15 +82,18 @@ def test_result_dtype_follows_input(dtype):
 
 @given(st.integers(1, 100_000), st.sampled_from([8, 64, 100, 1024]))
 def test_padded_length_covers_rows_with_bounded_waste(n, block_size):
-    """Blocks cover n rows; block counts are 2^a or 3 * 2^(a-1), at most a third of them padding."""
+    """Blocks cover n rows; beyond 15 blocks the count is a multiple of 2^(a-3) for
+    2^a <= count < 2^(a+1) (8 buckets per doubling), at most 1/8 of the blocks padding."""
     block, count = padded_length(n, block_size)
     assert 1 <= block <= block_size
     assert block * count >= n
     if n > block_size:
         assert block == block_size
-        power = 1 << (count - 1).bit_length()
-        assert count in (power, 3 * power // 4)
-        assert count - -(-n // block) <= count / 3
+        needed = -(-n // block)
+        step = 1 << max(needed.bit_length() - 4, 0)
+        assert count % step == 0
+        assert count - needed < step
+        assert count - needed <= count / 8
     else:
         assert count == 1
 
