@@ -32,13 +32,12 @@ unless ``--overwrite`` is given. About 3 minutes on 2 CPU cores (float32).
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
+from _outputs import experiment_parser, output_paths
 
 import jaxinfo
 from jaxinfo.biased_md import DeltaEntropyBias, run_md
@@ -54,14 +53,7 @@ NAMES = ("unbiased", "biased", "unbiased_hot")
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--out",
-        type=Path,
-        default=Path(__file__).resolve().parent / "results",
-        help="output directory (default: experiments/results next to this script)",
-    )
-    parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    parser = experiment_parser(__doc__)
     parser.add_argument("--steps", type=int, default=1000, help="MD steps per run (1000)")
     parser.add_argument("--seeds", type=int, default=3, help="number of seeds (3)")
     parser.add_argument("--strength", type=float, default=2.0, help="bias, eV per nat (2.0)")
@@ -85,11 +77,7 @@ def first_time(times, flags):
 
 def main(argv=None):
     args = parse_args(argv)
-    args.out.mkdir(parents=True, exist_ok=True)
-    json_path, png_path = args.out / "biased_md.json", args.out / "biased_md.png"
-    existing = [p for p in (json_path, png_path) if p.exists()]
-    if existing and not args.overwrite:
-        sys.exit(f"refusing to overwrite {', '.join(map(str, existing))} (use --overwrite)")
+    json_path, png_path = output_paths(args.out, "biased_md", args.overwrite)
     if args.steps % DEPOSIT_EVERY:
         sys.exit(f"--steps must be a multiple of {DEPOSIT_EVERY}")
     start = time.perf_counter()

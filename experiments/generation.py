@@ -37,13 +37,11 @@ overwrite them unless ``--overwrite`` is given. About 2-3 minutes on 2 CPU cores
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
+from _outputs import experiment_parser, output_paths
 from ase import units
 
 import jaxinfo
@@ -63,14 +61,7 @@ SATURATION = 10.0  # nats
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--out",
-        type=Path,
-        default=Path(__file__).resolve().parent / "results",
-        help="output directory (default: experiments/results next to this script)",
-    )
-    parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    parser = experiment_parser(__doc__)
     parser.add_argument("--budget", type=int, default=600, help="energy evaluations (600)")
     parser.add_argument("--temperature", type=float, default=1200.0, help="T in K (1200)")
     parser.add_argument(
@@ -258,11 +249,7 @@ def plot(results, path, budget):
 
 def main(argv=None):
     args = parse_args(argv)
-    args.out.mkdir(parents=True, exist_ok=True)
-    json_path, png_path = args.out / "generation.json", args.out / "generation.png"
-    existing = [p for p in (json_path, png_path) if p.exists()]
-    if existing and not args.overwrite:
-        sys.exit(f"refusing to overwrite {', '.join(map(str, existing))} (use --overwrite)")
+    json_path, png_path = output_paths(args.out, "generation", args.overwrite)
     start = time.perf_counter()
 
     potential = SuttonChen()

@@ -27,15 +27,14 @@ and refuses to overwrite them unless ``--overwrite`` is given. About 2-4 minutes
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import sys
 import time
-from pathlib import Path
 
 import jax
 import numpy as np
+from _outputs import experiment_parser, output_paths
 
 import jaxinfo
 from jaxinfo.datasets import load_example
@@ -49,14 +48,7 @@ KRR_RIDGE = 1e-6
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--out",
-        type=Path,
-        default=Path(__file__).resolve().parent / "results",
-        help="output directory (default: experiments/results next to this script)",
-    )
-    parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    parser = experiment_parser(__doc__)
     parser.add_argument("--h", type=float, default=0.015, help="bandwidth in 1/Å (0.015)")
     parser.add_argument(
         "--steps", type=int, default=300, help="ascent steps of the gradient method (300)"
@@ -98,12 +90,7 @@ def main(argv=None):
     # threshold and the overlap of a set with itself drops below 1.
     jax.config.update("jax_enable_x64", True)
     out = args.out
-    targets = [out / "selection.json", out / "selection.png"]
-    existing = [str(p) for p in targets if p.exists()]
-    if existing and not args.overwrite:
-        print(f"refusing to overwrite {', '.join(existing)} (pass --overwrite)", file=sys.stderr)
-        return 1
-    out.mkdir(parents=True, exist_ok=True)
+    json_path, png_path = output_paths(out, "selection", args.overwrite)
     clock = {}
     start = time.perf_counter()
 
@@ -197,8 +184,8 @@ def main(argv=None):
         "gradient_within_3_percent_of_msc": bool(min(ratio) >= 0.97),
         "timing_s": clock,
     }
-    (out / "selection.json").write_text(json.dumps(report, indent=1))
-    plot(report, out / "selection.png")
+    json_path.write_text(json.dumps(report, indent=1))
+    plot(report, png_path)
     print(summary_table(report))
     print(f"wrote {out / 'selection.json'} and {out / 'selection.png'}")
     return 0
