@@ -137,13 +137,18 @@ def wrap_positions(positions, cell, pbc, table: NeighbourTable):
     cell = np.asarray(cell, dtype=np.float64)
     pbc = np.broadcast_to(np.asarray(pbc, dtype=bool), (3,))
     if pbc.any():
-        fractional = np.linalg.lstsq(cell[pbc].T, positions.T, rcond=None)[0].T
+        if pbc.all():
+            fractional = positions @ np.linalg.inv(cell)
+        else:
+            fractional = np.zeros_like(positions)
+            fractional[:, pbc] = np.linalg.lstsq(cell[pbc].T, positions.T, rcond=None)[0].T
         jumps = np.zeros((positions.shape[0], 3), dtype=np.int64)
-        jumps[:, pbc] = np.floor(fractional)
-        shift = table.shift + jumps[table.index] - jumps[:, None, :]
-        shift = np.where(table.mask[..., None], shift, 0).astype(np.int32)
-        positions = positions - jumps @ cell
-        table = NeighbourTable(index=table.index, shift=shift, mask=table.mask)
+        jumps[:, pbc] = np.floor(fractional[:, pbc])
+        if jumps.any():
+            shift = table.shift + jumps[table.index] - jumps[:, None, :]
+            shift = np.where(table.mask[..., None], shift, 0).astype(np.int32)
+            positions = positions - jumps @ cell
+            table = NeighbourTable(index=table.index, shift=shift, mask=table.mask)
     return positions - positions.mean(axis=0), table
 
 
