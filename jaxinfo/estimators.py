@@ -101,7 +101,7 @@ def entropy(x, h=DEFAULT_BANDWIDTH, *, block_size: int = DEFAULT_BLOCK_SIZE, mes
         h: bandwidth in 1/Angstrom, scalar or 1-D array of n_h bandwidths.
         block_size: rows/columns per kernel block (bounds memory, not results).
         mesh: optional device mesh with a ``"data"`` axis (:func:`jaxinfo.sharding.data_mesh`)
-            to split the work over devices; results equal the single-device ones.
+            to split the work over devices; results equal one device's to round-off.
 
     Returns:
         Scalar array, or (n_h,) for 1-D h; dtype of ``x``.
