@@ -93,3 +93,23 @@ def check_descriptor_matrix(x, name: str = "x"):
         raise ValueError(f"{name} is empty: it has no descriptor rows")
     if shape[1] == 0:
         raise ValueError(f"{name} has zero columns")
+
+
+def check_positive(name, value, *, allow_zero=False):
+    """Returns ``value`` as a float; raises unless it is finite and > 0 (>= 0 if allowed)."""
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number, got {value!r}") from None
+    bad = value < 0 if allow_zero else value <= 0
+    if not np.isfinite(value) or bad:
+        relation = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{name} must be a finite number {relation}, got {value!r}")
+    return value
+
+
+def check_count(name, value, minimum=1):
+    """Returns ``value`` as an int; raises unless it is an integer >= ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)

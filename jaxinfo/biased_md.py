@@ -36,10 +36,17 @@ import jax.numpy as jnp
 import numpy as np
 from ase import Atoms, units
 
-from jaxinfo._validation import check_bandwidth, check_cutoff, check_geometry, check_k
+from jaxinfo._validation import (
+    check_bandwidth,
+    check_count,
+    check_cutoff,
+    check_geometry,
+    check_k,
+    check_positive,
+)
 from jaxinfo.descriptor import DEFAULT_CUTOFF, DEFAULT_K, structure_descriptors
 from jaxinfo.estimators import DEFAULT_BANDWIDTH
-from jaxinfo.generation import DESCRIPTOR_SKIN, _check_count, _check_positive
+from jaxinfo.generation import DESCRIPTOR_SKIN
 from jaxinfo.kernels import log_kernel_sums
 from jaxinfo.neighbours import neighbour_table
 from jaxinfo.potentials import as_potential
@@ -74,11 +81,11 @@ class DeltaEntropyBias:
     cutoff: float = DEFAULT_CUTOFF
 
     def __post_init__(self):
-        _check_positive("bias strength (eV)", self.strength)
+        check_positive("bias strength (eV)", self.strength)
         if self.kind not in BIAS_KINDS:
             raise ValueError(f"bias kind must be one of {BIAS_KINDS}, got {self.kind!r}")
-        _check_count("deposit_every", self.deposit_every)
-        _check_positive("saturation (nats)", self.saturation)
+        check_count("deposit_every", self.deposit_every)
+        check_positive("saturation (nats)", self.saturation)
         if check_bandwidth(self.h).ndim != 0:
             raise ValueError("the bias needs a scalar bandwidth h")
         object.__setattr__(self, "h", float(self.h))
@@ -286,13 +293,13 @@ def run_md(
     if not isinstance(atoms, Atoms):
         raise ValueError(f"atoms must be an ase.Atoms, got {type(atoms).__name__}")
     positions, cell, pbc = check_geometry(atoms.positions, atoms.cell.array, atoms.pbc)
-    n_steps = _check_count("n_steps", n_steps)
-    timestep = _check_positive("timestep (fs)", timestep)
-    temperature = _check_positive("temperature (K)", temperature)
+    n_steps = check_count("n_steps", n_steps)
+    timestep = check_positive("timestep (fs)", timestep)
+    temperature = check_positive("temperature (K)", temperature)
     if friction is not None:
-        friction = _check_positive("friction (1/fs)", friction)
-    rebuild_every = _check_count("rebuild_every", rebuild_every)
-    record_every = _check_count("record_every", record_every)
+        friction = check_positive("friction (1/fs)", friction)
+    rebuild_every = check_count("rebuild_every", rebuild_every)
+    record_every = check_count("record_every", record_every)
     if record_every % rebuild_every:
         raise ValueError(
             f"record_every ({record_every}) must be a multiple of rebuild_every ({rebuild_every})"

@@ -51,7 +51,13 @@ import jax.numpy as jnp
 import numpy as np
 from ase import Atoms
 
-from jaxinfo._validation import check_bandwidth, check_cutoff, check_k
+from jaxinfo._validation import (
+    check_bandwidth,
+    check_count,
+    check_cutoff,
+    check_k,
+    check_positive,
+)
 from jaxinfo.batching import descriptors as dataset_descriptors
 from jaxinfo.descriptor import DEFAULT_CUTOFF, DEFAULT_K, structure_descriptors
 from jaxinfo.estimators import DEFAULT_BANDWIDTH
@@ -135,24 +141,6 @@ class GenerationResult:
 # ------------------------------------------------------------------------------------------
 
 
-def _check_positive(name, value, *, allow_zero=False):
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number, got {value!r}") from None
-    bad = value < 0 if allow_zero else value <= 0
-    if not np.isfinite(value) or bad:
-        relation = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"{name} must be a finite number {relation}, got {value!r}")
-    return value
-
-
-def _check_count(name, value, minimum=1):
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
 def _check_seeds(seeds, *, periodic_cell: bool) -> list:
     if isinstance(seeds, Atoms):
         seeds = [seeds]
@@ -212,16 +200,16 @@ def _config(
         raise ValueError(f"generation needs a scalar bandwidth h, got shape {h_array.shape}")
     return _Config(
         potential=as_potential(potential),
-        kT=_check_positive("kT (eV)", kT),
+        kT=check_positive("kT (eV)", kT),
         information=information,
-        weight=_check_positive("information_weight", information_weight, allow_zero=True),
-        saturation=None if saturation is None else _check_positive("saturation", saturation),
+        weight=check_positive("information_weight", information_weight, allow_zero=True),
+        saturation=None if saturation is None else check_positive("saturation", saturation),
         h=float(h_array),
         k=check_k(k),
         cutoff=check_cutoff(cutoff),
-        min_distance=_check_positive("min_distance (Å)", min_distance, allow_zero=True),
-        sample_every=_check_count("sample_every", sample_every),
-        rebuild_every=_check_count("rebuild_every", rebuild_every),
+        min_distance=check_positive("min_distance (Å)", min_distance, allow_zero=True),
+        sample_every=check_count("sample_every", sample_every),
+        rebuild_every=check_count("rebuild_every", rebuild_every),
         grow_reference=bool(grow_reference),
         dtype=jnp.zeros(()).dtype,
     )
@@ -615,12 +603,12 @@ def generate_gradient(
         rebuild_every,
         grow_reference,
     )
-    n_steps = _check_count("n_steps", n_steps)
-    step_size = _check_positive("step_size (Å²/eV)", step_size)
-    max_displacement = _check_positive("max_displacement (Å)", max_displacement)
-    noise = _check_positive("noise (Å)", noise, allow_zero=True)
-    cell_step_size = _check_positive("cell_step_size (1/eV)", cell_step_size, allow_zero=True)
-    max_strain = _check_positive("max_strain", max_strain)
+    n_steps = check_count("n_steps", n_steps)
+    step_size = check_positive("step_size (Å²/eV)", step_size)
+    max_displacement = check_positive("max_displacement (Å)", max_displacement)
+    noise = check_positive("noise (Å)", noise, allow_zero=True)
+    cell_step_size = check_positive("cell_step_size (1/eV)", cell_step_size, allow_zero=True)
+    max_strain = check_positive("max_strain", max_strain)
     seeds = _check_seeds(seeds, periodic_cell=cell_step_size > 0)
     walkers = [_Walker(atoms, index, config) for index, atoms in enumerate(seeds)]
     reference = _plan(seeds, reference, config, n_steps)
@@ -756,10 +744,10 @@ def generate_metropolis(
         rebuild_every,
         grow_reference,
     )
-    temperature_mc = _check_positive("temperature_mc", temperature_mc)
-    n_steps = _check_count("n_steps", n_steps)
-    displacement = _check_positive("displacement (Å)", displacement)
-    cell_displacement = _check_positive("cell_displacement", cell_displacement, allow_zero=True)
+    temperature_mc = check_positive("temperature_mc", temperature_mc)
+    n_steps = check_count("n_steps", n_steps)
+    displacement = check_positive("displacement (Å)", displacement)
+    cell_displacement = check_positive("cell_displacement", cell_displacement, allow_zero=True)
     seeds = _check_seeds(seeds, periodic_cell=cell_displacement > 0)
     walkers = [_Walker(atoms, index, config) for index, atoms in enumerate(seeds)]
     reference = _plan(seeds, reference, config, n_steps)

@@ -49,7 +49,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxinfo._validation import check_cutoff, check_geometry, check_k
+from jaxinfo._validation import check_cutoff, check_geometry, check_k, check_positive
 from jaxinfo.descriptor import neighbour_vectors
 from jaxinfo.neighbours import NeighbourTable, neighbour_table
 
@@ -125,13 +125,6 @@ def _check_switch(onset, cutoff):
     if not (0.0 <= onset < cutoff):
         raise ValueError(f"onset must satisfy 0 <= onset < cutoff ({cutoff} Å), got {onset}")
     return onset, cutoff
-
-
-def _check_positive(name, value):
-    value = float(value)
-    if not np.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
-    return value
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -257,8 +250,8 @@ class LennardJones(_PairPotential):
 
     def __post_init__(self):
         super().__post_init__()
-        _check_positive("epsilon", self.epsilon)
-        _check_positive("sigma", self.sigma)
+        check_positive("epsilon", self.epsilon)
+        check_positive("sigma", self.sigma)
 
     def pair_energy(self, r):
         s6 = (self.sigma / r) ** 6
@@ -287,9 +280,9 @@ class Morse(_PairPotential):
 
     def __post_init__(self):
         super().__post_init__()
-        _check_positive("depth", self.depth)
-        _check_positive("alpha", self.alpha)
-        _check_positive("r0", self.r0)
+        check_positive("depth", self.depth)
+        check_positive("alpha", self.alpha)
+        check_positive("r0", self.r0)
 
     def pair_energy(self, r):
         decay = jnp.exp(-self.alpha * (r - self.r0))
@@ -337,7 +330,7 @@ class SuttonChen(Potential):
         super().__post_init__()
         _check_switch(self.onset, self.cutoff)
         for name in ("epsilon", "c", "a", "n", "m"):
-            _check_positive(name, getattr(self, name))
+            check_positive(name, getattr(self, name))
 
     def energy(self, positions, cell, table):
         distance, mask = neighbour_distances(positions, cell, table)

@@ -220,19 +220,13 @@ def _pad_host(a: np.ndarray, n: int) -> np.ndarray:
 
 
 def _lks(y, x, h, block_size) -> np.ndarray:
-    """log sum_j K(y_i, x_j) as a float64 numpy array.
+    """log sum_j K(y_i, x_j) as a float64 numpy array (``y is x`` keeps exact self pairs).
 
-    Both sets are padded on the host to the block buckets that :func:`log_kernel_sums` uses
-    internally (padded references get weight 0), so every call with sizes in the same bucket
-    reuses one compilation instead of compiling JAX's padding ops for each new shape.
+    :func:`log_kernel_sums` pads concrete inputs to its block buckets on the host, so sizes in
+    one bucket share a compilation.
     """
-    y, x = np.asarray(y), np.asarray(x)
-    n_y, n_x = y.shape[0], x.shape[0]
-    y_pad = _pad_host(y, _bucket(n_y, block_size))
-    x_pad = _pad_host(x, _bucket(n_x, block_size))
-    log_w = np.where(np.arange(x_pad.shape[0]) < n_x, 0.0, -np.inf).astype(x.dtype)
-    out = log_kernel_sums(y_pad, x_pad, h, log_weights=log_w, block_size=block_size)
-    return np.asarray(out, dtype=np.float64)[:n_y]
+    out = log_kernel_sums(y, x, h, block_size=block_size)
+    return np.asarray(out, dtype=np.float64)
 
 
 # --------------------------------------------------------------------------------------------
