@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxinfo._validation import check_cutoff, check_k
+from jaxinfo._validation import check_cutoff, check_geometry, check_k
 from jaxinfo.descriptor import (
     DEFAULT_CUTOFF,
     DEFAULT_K,
@@ -23,7 +23,14 @@ from jaxinfo.descriptor import (
     environment_descriptors,
     neighbour_vectors,
 )
-from jaxinfo.neighbours import NeighbourTable, neighbour_table, wrap_positions
+from jaxinfo.neighbours import (
+    MAX_STACKED_CANDIDATES,
+    NeighbourTable,
+    neighbour_table,
+    stacked_image_counts,
+    stacked_neighbour_tables,
+    wrap_positions,
+)
 
 __all__ = ["ENVIRONMENTS_PER_CALL", "bucket_size", "descriptors", "species_descriptors"]
 
@@ -94,55 +101,131 @@ def _stacked_descriptors(positions, cells, table: NeighbourTable, cutoff: float)
     return rows.reshape(batch, n_atoms, -1)
 
 
-def _structure_entries(index, atoms, k, cutoff, selector):
-    """(n_atoms, positions, cell, table) for each table ``selector`` makes for one structure.
+def _full_requests(atoms):
+    """One table per structure: all atoms are centres and candidates."""
+    return [(None, None)]
 
-    Positions are wrapped and centred (float64, host) so float32 keeps its digits.
+
+def _stack_geometry(items, batch, stack, n_bucket):
+    """Zero-padded (stack, n_bucket, 3) positions, cells, pbc and atom counts of a stack.
+
+    Validates every structure at once; the first bad one is reported with its input index.
     """
-    entries = []
-    try:
-        for table in selector(atoms, k, cutoff):
-            positions, table = wrap_positions(atoms.positions, atoms.cell.array, atoms.pbc, table)
-            entries.append((len(atoms), positions, atoms.cell.array, table))
-    except ValueError as error:
-        raise ValueError(f"structure {index}: {error}") from None
-    return entries
+    positions = np.zeros((stack, n_bucket, 3))
+    cells = np.tile(np.eye(3), (stack, 1, 1))
+    pbc = np.zeros((stack, 3), dtype=bool)
+    counts = np.zeros(stack, dtype=np.int64)
+    for slot, (index, *_) in enumerate(batch):
+        atoms = items[index]
+        n_atoms = len(atoms)
+        positions[slot, :n_atoms] = atoms.positions
+        cells[slot] = atoms.cell.array
+        pbc[slot] = atoms.pbc
+        counts[slot] = n_atoms
+    used = len(batch)
+    suspect = (counts[:used] == 0) | ~np.isfinite(positions[:used]).all(axis=(1, 2))
+    suspect |= ~np.isfinite(cells[:used]).all(axis=(1, 2))
+    periodic = pbc[:used].all(axis=1) & ~suspect
+    gram = cells[:used] @ cells[:used].transpose(0, 2, 1)
+    scale = np.max(np.abs(gram), axis=(1, 2))
+    suspect |= periodic & (np.abs(np.linalg.det(gram)) <= 1e-12 * scale**3)
+    for slot in np.nonzero(suspect)[0]:
+        index = batch[slot][0]
+        atoms = items[index]
+        try:
+            check_geometry(atoms.positions, atoms.cell.array, atoms.pbc)
+        except ValueError as error:
+            raise ValueError(f"structure {index}: {error}") from None
+    return positions, cells, pbc, counts
 
 
-def _full_table(atoms, k, cutoff):
-    yield neighbour_table(atoms.positions, atoms.cell.array, atoms.pbc, k, cutoff)
+def _selection_masks(batch, stack, n_bucket, which):
+    """(stack, n_bucket) bool of the requests' centres (which=2) or candidates (which=3)."""
+    masks = np.ones((stack, n_bucket), dtype=bool)
+    for slot, request in enumerate(batch):
+        if request[which] is not None:
+            masks[slot, : len(request[which])] = request[which]
+    return masks
 
 
-def _dispatch(batch, stack, n_bucket, k, cutoff, dtype):
-    """Pads one stack of entries into fixed-shape arrays and launches the jitted call.
+def _stacked_search_slots(pbc, cells, n_bucket, used, cutoff):
+    """Stack slots whose tables come from the vectorised search (small, fully periodic or
+    fully open structures), keeping the stack's translations within the candidate budget."""
+    periodic = pbc.all(axis=1)
+    images = stacked_image_counts(cells, periodic, cutoff)
+    chosen = (periodic | ~pbc.any(axis=1)) & (np.arange(len(pbc)) < used)
+    chosen &= n_bucket * images.prod(axis=1) <= MAX_STACKED_CANDIDATES
+    while chosen.any() and n_bucket * images[chosen].max(axis=0).prod() > MAX_STACKED_CANDIDATES:
+        chosen[np.argmax(np.where(chosen, images.prod(axis=1), 0))] = False
+    return chosen
+
+
+def _stack_tables(items, batch, stack, n_bucket, k, cutoff):
+    """Wrapped, centred positions, cells and the neighbour table of a whole stack (host)."""
+    positions, cells, pbc, counts = _stack_geometry(items, batch, stack, n_bucket)
+    centres = _selection_masks(batch, stack, n_bucket, 2)
+    candidates = _selection_masks(batch, stack, n_bucket, 3)
+    index = np.zeros((stack, n_bucket, k), dtype=np.int32)
+    shift = np.zeros((stack, n_bucket, k, 3), dtype=np.int32)
+    mask = np.zeros((stack, n_bucket, k), dtype=bool)
+    stacked = _stacked_search_slots(pbc, cells, n_bucket, len(batch), cutoff)
+    if stacked.any():
+        rows = np.nonzero(stacked)[0]
+        positions[rows], table = stacked_neighbour_tables(
+            positions[rows],
+            counts[rows],
+            cells[rows],
+            pbc[rows].all(axis=1),
+            k,
+            cutoff,
+            centres=centres[rows],
+            candidates=candidates[rows],
+            names=[batch[row][0] for row in rows],
+        )
+        index[rows], shift[rows], mask[rows] = table.index, table.shift, table.mask
+    for slot in np.nonzero(~stacked[: len(batch)])[0]:
+        structure = batch[slot][0]
+        atoms, n_atoms = items[structure], counts[slot]
+        try:
+            table = neighbour_table(
+                atoms.positions,
+                atoms.cell.array,
+                atoms.pbc,
+                k,
+                cutoff,
+                centres=batch[slot][2],
+                candidates=batch[slot][3],
+            )
+            wrapped, table = wrap_positions(atoms.positions, atoms.cell.array, atoms.pbc, table)
+        except ValueError as error:
+            raise ValueError(f"structure {structure}: {error}") from None
+        positions[slot, :n_atoms] = wrapped
+        index[slot, :n_atoms], shift[slot, :n_atoms] = table.index, table.shift
+        mask[slot, :n_atoms] = table.mask
+    return positions, cells, NeighbourTable(index=index, shift=shift, mask=mask)
+
+
+def _dispatch(items, batch, stack, n_bucket, k, cutoff, dtype):
+    """Builds one stack's tables and launches the jitted call.
 
     Returns the device array without waiting for it: JAX dispatches asynchronously, so the
     host builds the next stack's tables while this one is computed.
     """
-    positions = np.zeros((stack, n_bucket, 3))
-    cells = np.tile(np.eye(3), (stack, 1, 1))
-    index = np.zeros((stack, n_bucket, k), dtype=np.int32)
-    shift = np.zeros((stack, n_bucket, k, 3), dtype=np.int32)
-    mask = np.zeros((stack, n_bucket, k), dtype=bool)
-    for slot, (_, _, (n_atoms, pos, cell, table)) in enumerate(batch):
-        positions[slot, :n_atoms] = pos
-        cells[slot] = cell
-        index[slot, :n_atoms] = table.index
-        shift[slot, :n_atoms] = table.shift
-        mask[slot, :n_atoms] = table.mask
+    positions, cells, table = _stack_tables(items, batch, stack, n_bucket, k, cutoff)
     return _stacked_descriptors(
         jnp.asarray(positions, dtype=dtype),
         jnp.asarray(cells, dtype=dtype),
-        NeighbourTable(jnp.asarray(index), jnp.asarray(shift), jnp.asarray(mask)),
+        NeighbourTable(jnp.asarray(table.index), jnp.asarray(table.shift), jnp.asarray(table.mask)),
         cutoff,
     )
 
 
-def _evaluate(items, k, cutoff, dtype, selector, blocks_per_structure):
+def _evaluate(items, k, cutoff, dtype, requests_of, blocks_per_structure):
     """Descriptor blocks of every structure: ``result[i][b]`` is (n_atoms_i, 2k - 1).
 
-    Structures are grouped by size bucket (known from the atom counts alone), and each stack's
-    tables are built just before it is launched, overlapping host and device work.
+    ``requests_of(atoms)`` lists one ``(centres, candidates)`` pair of masks (or None) per
+    block. Structures are grouped by size bucket (known from the atom counts alone), and each
+    stack's tables are built just before it is launched, overlapping host and device work.
     """
     width = descriptor_width(k)
     results = [[None] * blocks_per_structure for _ in items]
@@ -154,18 +237,18 @@ def _evaluate(items, k, cutoff, dtype, selector, blocks_per_structure):
         stack = _structures_per_call(n_bucket, len(members) * blocks_per_structure)
         batch = []
         for index in members:
-            entries = _structure_entries(index, items[index], k, cutoff, selector)
-            for block, entry in enumerate(entries):
-                batch.append((index, block, entry))
+            for block, (centres, candidates) in enumerate(requests_of(items[index])):
+                batch.append((index, block, centres, candidates))
                 if len(batch) == stack:
-                    launched.append((_dispatch(batch, stack, n_bucket, k, cutoff, dtype), batch))
+                    out = _dispatch(items, batch, stack, n_bucket, k, cutoff, dtype)
+                    launched.append((out, batch))
                     batch = []
         if batch:
-            launched.append((_dispatch(batch, stack, n_bucket, k, cutoff, dtype), batch))
+            launched.append((_dispatch(items, batch, stack, n_bucket, k, cutoff, dtype), batch))
     for out, batch in launched:
         out = np.asarray(out)
-        for slot, (index, block, entry) in enumerate(batch):
-            results[index][block] = out[slot, : entry[0], :width]
+        for slot, (index, block, _, _) in enumerate(batch):
+            results[index][block] = out[slot, : len(items[index]), :width]
     return results
 
 
@@ -197,7 +280,7 @@ def descriptors(structures, k: int = DEFAULT_K, cutoff: float = DEFAULT_CUTOFF, 
     items = _as_structure_list(structures)
     if not items:
         raise ValueError("no structures given")
-    blocks = _evaluate(items, k, cutoff, dtype, _full_table, 1)
+    blocks = _evaluate(items, k, cutoff, dtype, _full_requests, 1)
     return np.concatenate([rows for (rows,) in blocks], axis=0)
 
 
@@ -250,20 +333,9 @@ def species_descriptors(
         raise ValueError("no structures given")
     symbols = _species_of(items, species)
 
-    def selector(atoms, k, cutoff):
-        yield neighbour_table(atoms.positions, atoms.cell.array, atoms.pbc, k, cutoff)
+    def requests_of(atoms):
         numbers = np.asarray(atoms.get_chemical_symbols())
-        for symbol in symbols:
-            chosen = numbers == symbol
-            yield neighbour_table(
-                atoms.positions,
-                atoms.cell.array,
-                atoms.pbc,
-                k,
-                cutoff,
-                centres=chosen,
-                candidates=chosen,
-            )
+        return [(None, None)] + [(numbers == symbol,) * 2 for symbol in symbols]
 
-    blocks = _evaluate(items, k, cutoff, dtype, selector, 1 + len(symbols))
+    blocks = _evaluate(items, k, cutoff, dtype, requests_of, 1 + len(symbols))
     return np.concatenate([np.concatenate(parts, axis=1) for parts in blocks], axis=0)

@@ -19,6 +19,8 @@ from hypothesis import strategies as st
 
 import jaxinfo
 from jaxinfo import batching
+from jaxinfo.descriptor import structure_descriptors
+from jaxinfo.neighbours import neighbour_table
 
 K, CUTOFF = 16, 4.0
 
@@ -86,6 +88,41 @@ def test_dataset_equals_concatenation_in_input_order():
         tied = boundary_ties(atoms, K, CUTOFF)
         assert_rows_close(x[rows], expected, K, tied, atol=1e-11)
         start += len(atoms)
+
+
+def test_both_neighbour_searches_give_the_same_rows():
+    """Small fully periodic / open structures take the stacked search, slabs and cells with too
+    many candidates the cell list; each row equals the cell-list table's descriptor."""
+    slab = build_structure("fcc", 12)
+    slab.pbc = [True, True, False]
+    rng = np.random.default_rng(13)
+    # 640 atoms x 4 translations per pair: more candidates than the stacked search takes.
+    big = rattle(bulk("Cu", "fcc", a=3.61, cubic=True).repeat((2, 2, 40)), 0.05, rng)
+    items = [*_mixed_dataset(), slab, big]
+    x = jaxinfo.descriptors(items, k=K, cutoff=CUTOFF)
+    periodic = np.array([a.pbc.all() for a in items])
+    cells = np.array([a.cell.array for a in items])
+    images = batching.stacked_image_counts(cells, periodic, CUTOFF).prod(axis=1)
+    assert images[-1] * batching.bucket_size(len(big)) > batching.MAX_STACKED_CANDIDATES
+    start = 0
+    for atoms in items:
+        table = neighbour_table(atoms.positions, atoms.cell.array, atoms.pbc, K, CUTOFF)
+        expected = jax.jit(structure_descriptors, static_argnums=3)(
+            jnp.asarray(atoms.positions), jnp.asarray(atoms.cell.array), table, CUTOFF
+        )
+        # Rattled and random structures: no tied k-th neighbours, so x2 is unique too.
+        np.testing.assert_allclose(x[start : start + len(atoms)], expected, rtol=0, atol=1e-12)
+        start += len(atoms)
+
+
+def test_stacked_search_slots():
+    """Which stack slots the vectorised search takes: small periodic and open structures; not
+    slabs, not unused slots, not structures with more candidates than the budget."""
+    pbc = np.array([[1, 1, 1], [0, 0, 0], [1, 1, 0], [1, 1, 1], [1, 1, 1]], dtype=bool)
+    cells = np.array([np.eye(3) * 8.0] * 3 + [np.eye(3) * 1.0, np.eye(3) * 8.0])
+    chosen = batching._stacked_search_slots(pbc, cells, 32, 4, 5.0)
+    # 32 atoms x 11^3 translations of the 1 A cell exceed MAX_STACKED_CANDIDATES.
+    assert chosen.tolist() == [True, True, False, False, False]
 
 
 def test_dataset_order_matters():

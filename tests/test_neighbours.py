@@ -8,7 +8,13 @@ from helpers import brute_force_distances, build_structure, random_cell, seeds
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jaxinfo.neighbours import NeighbourTable, neighbour_table, pad_table
+from jaxinfo.neighbours import (
+    NeighbourTable,
+    neighbour_table,
+    pad_table,
+    stacked_image_counts,
+    stacked_neighbour_tables,
+)
 
 
 def table_distances(positions, cell, table):
@@ -18,19 +24,20 @@ def table_distances(positions, cell, table):
     return np.linalg.norm(vectors, axis=-1)
 
 
-def assert_table_matches_brute_force(positions, cell, pbc, k, cutoff):
+def check_table(positions, cell, pbc, k, cutoff, table):
     """Table shapes, dtypes, mask counts, sorted distances and empty slots vs. brute force."""
-    positions = np.asarray(positions, float)
-    table = neighbour_table(positions, cell, pbc, k, cutoff)
     n = len(positions)
     assert table.index.shape == (n, k) and table.index.dtype == np.int32
     assert table.shift.shape == (n, k, 3) and table.shift.dtype == np.int32
     assert table.mask.shape == (n, k) and table.mask.dtype == bool
     distances = table_distances(positions, cell, table)
-    expected = brute_force_distances(positions, cell, pbc, cutoff)
+    # A pair within round-off of the cutoff may be in or out (its weight is zero either way).
+    expected = brute_force_distances(positions, cell, pbc, cutoff + 1e-9)
     for i in range(n):
-        count = min(k, len(expected[i]))
         mask = table.mask[i]
+        count = int(mask.sum())
+        certain = int(np.sum(expected[i] < cutoff - 1e-9))
+        assert min(k, certain) <= count <= min(k, len(expected[i])), f"row {i}"
         # Filled slots come first, then empty ones.
         assert mask.tolist() == [True] * count + [False] * (k - count), f"row {i}"
         np.testing.assert_allclose(
@@ -44,6 +51,35 @@ def assert_table_matches_brute_force(positions, cell, pbc, k, cutoff):
     # A non-periodic axis never carries a shift.
     non_periodic = ~np.broadcast_to(np.asarray(pbc, bool), (3,))
     assert np.all(table.shift[..., non_periodic] == 0)
+
+
+def stacked_table(positions, cell, periodic, k, cutoff, companion=None):
+    """The structure's table from stacked_neighbour_tables, stacked after ``companion``
+    (another structure, padded differently) so that padding and stacking are exercised."""
+    positions, cell = np.asarray(positions, float), np.asarray(cell, float)
+    companion = positions[:1] + 0.3 if companion is None else companion
+    n = max(len(positions), len(companion))
+    stack = np.zeros((2, n, 3))
+    stack[0, : len(companion)], stack[1, : len(positions)] = companion, positions
+    wrapped, table = stacked_neighbour_tables(
+        stack, [len(companion), len(positions)], [cell, cell], [periodic] * 2, k, cutoff
+    )
+    m = len(positions)
+    assert not table.mask[1, m:].any()
+    row = NeighbourTable(table.index[1, :m], table.shift[1, :m], table.mask[1, :m])
+    return wrapped[1, :m], row
+
+
+def assert_table_matches_brute_force(positions, cell, pbc, k, cutoff):
+    """Both searches (cell list; stacked, for fully periodic or open structures) against brute
+    force; returns the cell-list table."""
+    positions = np.asarray(positions, float)
+    table = neighbour_table(positions, cell, pbc, k, cutoff)
+    check_table(positions, cell, pbc, k, cutoff, table)
+    flags = np.broadcast_to(np.asarray(pbc, bool), (3,))
+    if flags.all() or not flags.any():
+        wrapped, stacked = stacked_table(positions, cell, bool(flags.all()), k, cutoff)
+        check_table(wrapped, cell, pbc, k, cutoff, stacked)
     return table
 
 
@@ -150,6 +186,9 @@ def test_neighbour_exactly_at_cutoff_is_excluded():
     assert not table.mask.any()
     table = neighbour_table([[0.0, 0.0, 0.0], [3.999, 0.0, 0.0]], np.zeros((3, 3)), False, 4, 4.0)
     assert table.mask.sum() == 2
+    for x, expected in ((4.0, 0), (3.999, 1)):
+        _, stacked = stacked_table([[0.0, 0.0, 0.0], [x, 0.0, 0.0]], np.eye(3), False, 4, 4.0)
+        assert stacked.mask.sum() == 2 * expected
 
 
 def test_centres_and_candidates_select_sub_structure():
@@ -212,3 +251,68 @@ def test_one_atom_slab_with_tiny_cell_and_no_neighbours_in_reach():
     atoms = Atoms("Cu", positions=[[0, 0, 0]], cell=np.diag([3.0, 3.0, 3.0]), pbc=[1, 0, 0])
     table = assert_table_matches_brute_force(atoms.positions, atoms.cell.array, atoms.pbc, 8, 5.0)
     assert table.mask.sum() == 2  # +-a only
+
+
+def test_stacked_image_counts():
+    """floor(2 rc / plane spacing) + 1 translations per periodic axis, one for open structures."""
+    cells = np.array([np.diag([10.0, 4.0, 2.4]), np.diag([10.0, 4.0, 2.4])])
+    counts = stacked_image_counts(cells, np.array([True, False]), 5.0)
+    assert counts.tolist() == [[2, 3, 5], [1, 1, 1]]
+    # A sheared cell: the spacing of the planes (volume / area of the other two vectors), not
+    # the length of the vector, counts: 36/|b x c| = 1.18 A, 36/|c x a| = 1 A (exactly 2 rc /
+    # spacing = 4: five translations), 6 A.
+    sheared = np.array([[[6.0, 0.0, 0.0], [5.0, 1.0, 0.0], [0.0, 0.0, 6.0]]])
+    assert stacked_image_counts(sheared, np.array([True]), 2.0).tolist() == [[4, 5, 1]]
+
+
+@settings(max_examples=25)
+@given(
+    geometry=geometries(),
+    companion=geometries(),
+    k=st.integers(1, 40),
+    cutoff=st.floats(1.5, 6.0),
+)
+def test_stacked_tables_match_brute_force_random(geometry, companion, k, cutoff):
+    """Stacks of two random structures (different sizes, cells, periodic or open): each row of
+    the stacked search equals brute force; wrapped positions keep every neighbour vector."""
+    positions, cell, pbc = geometry
+    periodic = bool(np.all(pbc))
+    flags = [periodic] * 3
+    wrapped, table = stacked_table(positions, cell, periodic, k, cutoff, companion[0])
+    check_table(wrapped, cell, flags, k, cutoff, table)
+    reference = neighbour_table(positions, cell, flags, k, cutoff)
+    np.testing.assert_allclose(
+        np.sort(table_distances(wrapped, cell, table)[table.mask]),
+        np.sort(table_distances(positions, cell, reference)[reference.mask]),
+        atol=1e-9,
+    )
+
+
+def test_stacked_centres_and_candidates_equal_cell_list():
+    """centres/candidates in the stacked search give the cell-list search's table."""
+    atoms = build_structure("triclinic", 11)
+    chosen = np.arange(len(atoms)) % 2 == 0
+    expected = neighbour_table(
+        atoms.positions, atoms.cell.array, True, 24, 5.0, centres=chosen, candidates=chosen
+    )
+    wrapped, table = stacked_neighbour_tables(
+        atoms.positions[None], [len(atoms)], atoms.cell.array[None], [True], 24, 5.0,
+        centres=chosen[None], candidates=chosen[None],
+    )  # fmt: skip
+    np.testing.assert_array_equal(table.mask[0], expected.mask)
+    np.testing.assert_allclose(
+        table_distances(wrapped[0], atoms.cell.array, NeighbourTable(*(a[0] for a in (
+            table.index, table.shift, table.mask)))),
+        table_distances(atoms.positions, atoms.cell.array, expected),
+        atol=1e-9,
+    )  # fmt: skip
+
+
+def test_stacked_search_reports_coincident_atoms_by_name():
+    """Two atoms at one position (or an atom on its own image) raise, naming the structure."""
+    positions = np.array([[[0.0, 0, 0], [1.0, 0, 0]], [[0.5, 0.5, 0.5], [3.5, 0.5, 0.5]]])
+    cells = np.array([np.eye(3) * 3.0] * 2)
+    with pytest.raises(ValueError, match="structure 17: two atoms at the same position"):
+        stacked_neighbour_tables(positions, [2, 2], cells, [False, True], 8, 4.0, names=[4, 17])
+    with pytest.raises(ValueError, match=r"structure 1:.*atom 0 coincides with atom 1"):
+        stacked_neighbour_tables(positions[:, [0, 0]], [1, 2], cells, [True, False], 8, 4.0)
