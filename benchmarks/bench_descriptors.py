@@ -1,9 +1,10 @@
 """Descriptor speed and memory: jaxinfo against the peer package quests, in one run.
 
 Cases: (a) one 10,000-atom rattled fcc Cu cell; (b) 1,000 random 32-atom cells (strained,
-rattled fcc Cu). Each (tool, case) runs in a fresh process: first-call time (includes JIT
-compilation), best steady-state time over repeats, and peak RSS. Prints the ratio
-quests / jaxinfo and writes results/bench_descriptors.json.
+rattled fcc Cu); (c) one 100,000-atom cell, for memory (peak RSS should grow about linearly
+from (a); one repeat after the first call). Each (tool, case) runs in a fresh process:
+first-call time (includes JIT compilation), best steady-state time over repeats, and peak
+RSS. Prints the ratio quests / jaxinfo and writes results/bench_descriptors.json.
 
     python benchmarks/bench_descriptors.py [--dtype float32|float64] [--quick]
 """
@@ -37,6 +38,14 @@ CASES = {
                 out.append(atoms)
             return out
     """,
+    "c_100k_atom_cell": """
+        import numpy as np
+        from ase.build import bulk
+        def build():
+            atoms = bulk("Cu", "fcc", a=3.61, cubic=True).repeat((25, 25, {n_z_large}))
+            atoms.rattle(0.05, seed=0)
+            return [atoms]
+    """,
 }
 
 TOOLS = {
@@ -67,14 +76,19 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smaller cases (smoke test)")
     parser.add_argument("--output", default="results/bench_descriptors.json")
     args = parser.parse_args()
-    sizes = {"n_z": 2 if args.quick else 25, "n_cells": 20 if args.quick else 1000}
+    sizes = {
+        "n_z": 2 if args.quick else 25,
+        "n_z_large": 4 if args.quick else 40,
+        "n_cells": 20 if args.quick else 1000,
+    }
+    repeats = {"c_100k_atom_cell": 1}
     x64 = 'import jax; jax.config.update("jax_enable_x64", True)' if args.dtype == "float64" else ""
     rows = []
     for case, builder in CASES.items():
         results = {}
         for tool, body in TOOLS.items():
             setup = builder.format(**sizes) + body.format(x64=x64, dtype=args.dtype)
-            results[tool] = measure(setup)
+            results[tool] = measure(setup, repeats=repeats.get(case, 2))
         ratio = results["quests"]["steady_s"] / results["jaxinfo"]["steady_s"]
         rows.append(
             {"case": case, "dtype": args.dtype, **results, "ratio_quests_over_jaxinfo": ratio}
