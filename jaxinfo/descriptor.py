@@ -21,6 +21,8 @@ size buckets) lives in :mod:`jaxinfo.neighbours` and :mod:`jaxinfo.batching`.
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -257,6 +259,9 @@ def environment_descriptors(
 ):
     """Descriptors of a flat list of environments, ``chunk_size`` at a time.
 
+    The gradient recomputes each chunk instead of storing it, so the backward pass has the
+    same memory bound.
+
     Args:
         vectors: (n_env, k, 3) neighbour vectors, Angstrom.
         mask: (n_env, k) bool, False for empty slots.
@@ -266,19 +271,64 @@ def environment_descriptors(
     Returns:
         (n_env, 2k - 1) descriptor matrix.
     """
+    return _chunked_descriptors(vectors, mask, float(cutoff), int(chunk_size))
 
-    n_env = vectors.shape[0]
-    chunk = max(1, min(chunk_size, n_env))
+
+#: Environments per chunk in the backward pass: its residuals (the sorting network's
+#: exchanges) then stay in cache, which makes it ~2x faster than at the forward's 1024.
+_BACKWARD_CHUNK = 128
+
+
+def _to_chunks(chunk, *arrays):
+    """(n_env, ...) arrays -> (n_chunks, ..., chunk), zero-padded, environments last."""
+    n_env = arrays[0].shape[0]
     n_chunks = -(-n_env // chunk)
     padding = n_chunks * chunk - n_env
-    vectors = jnp.pad(vectors, ((0, padding), (0, 0), (0, 0)))
-    mask = jnp.pad(mask, ((0, padding), (0, 0)))
-    # Environments last inside each chunk: every elementwise op vectorises over them.
-    vectors = vectors.reshape(n_chunks, chunk, *vectors.shape[1:]).transpose(0, 2, 3, 1)
-    mask = mask.reshape(n_chunks, chunk, -1).transpose(0, 2, 1)
+    out = []
+    for a in arrays:
+        a = jnp.pad(a, [(0, padding)] + [(0, 0)] * (a.ndim - 1))
+        a = a.reshape(n_chunks, chunk, *a.shape[1:])
+        out.append(jnp.moveaxis(a, 1, -1))
+    return out
+
+
+def _from_chunks(a, n_env):
+    """(n_chunks, ..., chunk) -> (n_env, ...)."""
+    a = jnp.moveaxis(a, -1, 1)
+    return a.reshape(-1, *a.shape[2:])[:n_env]
+
+
+def _map_chunks(vectors, mask, cutoff, chunk_size):
+    n_env = vectors.shape[0]
+    vectors, mask = _to_chunks(max(1, min(chunk_size, n_env)), vectors, mask)
 
     def one_chunk(args):
-        return _descriptors_batch_last(args[0], args[1], cutoff)
+        return _descriptors_batch_last(*args, cutoff)
 
-    rows = jax.lax.map(one_chunk, (vectors, mask))  # (n_chunks, 2k - 1, chunk)
-    return rows.transpose(0, 2, 1).reshape(n_chunks * chunk, -1)[:n_env]
+    return _from_chunks(jax.lax.map(one_chunk, (vectors, mask)), n_env)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def _chunked_descriptors(vectors, mask, cutoff, chunk_size):
+    return _map_chunks(vectors, mask, cutoff, chunk_size)
+
+
+def _chunked_forward(vectors, mask, cutoff, chunk_size):
+    return _map_chunks(vectors, mask, cutoff, chunk_size), (vectors, mask)
+
+
+def _chunked_backward(cutoff, chunk_size, residuals, cotangent):
+    vectors, mask = residuals
+    n_env = vectors.shape[0]
+    chunk = max(1, min(chunk_size, _BACKWARD_CHUNK, n_env))
+    chunks = _to_chunks(chunk, vectors, mask, cotangent)
+
+    def one_chunk(args):
+        vectors_c, mask_c, cotangent_c = args
+        _, pullback = jax.vjp(lambda v: _descriptors_batch_last(v, mask_c, cutoff), vectors_c)
+        return pullback(cotangent_c)[0]
+
+    return _from_chunks(jax.lax.map(one_chunk, chunks), n_env), None
+
+
+_chunked_descriptors.defvjp(_chunked_forward, _chunked_backward)
