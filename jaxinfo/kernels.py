@@ -19,6 +19,7 @@ Shapes are padded to a few buckets (``padded_length``) so a new dataset size rar
 from __future__ import annotations
 
 import functools
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -67,10 +68,23 @@ def _same_rows(query_ids, reference_ids, self_pairs):
     return query_ids[:, None] == reference_ids[None, :]
 
 
+def _squared_norms(a):
+    """(n, d) -> (n,) row sums of squares, by pairwise halving: unlike ``jnp.sum``, whose
+    vectorisation (and so round-off) XLA chooses by the number of rows, each row's result
+    is the same however many rows there are, so a query sharded over devices gets the
+    single-device number."""
+    squares = a * a
+    while squares.shape[-1] > 1:
+        half = squares.shape[-1] // 2
+        paired = squares[:, :half] + squares[:, half : 2 * half]
+        squares = jnp.concatenate([paired, squares[:, 2 * half :]], axis=1)
+    return squares[:, 0]
+
+
 def _blocks(y, x, log_w, first_row, block_y, block_x):
     """Splits padded arrays into blocks: (query blocks, reference blocks), with row ids."""
-    y_sq = jnp.sum(y * y, axis=-1)
-    x_sq = jnp.sum(x * x, axis=-1)
+    y_sq = _squared_norms(y)
+    x_sq = _squared_norms(x)
     query_ids = first_row + jnp.arange(y.shape[0], dtype=jnp.int32)
     reference_ids = jnp.arange(x.shape[0], dtype=jnp.int32)
     queries = (
@@ -112,44 +126,82 @@ def _forward(y, x, log_w, scale, first_row, block_y, block_x, self_pairs):
     return jnp.moveaxis(out, 1, 0).reshape(n_bw, -1)
 
 
-def _backward(y, x, log_w, scale, first_row, lse, cotangent, block_y, block_x, self_pairs):
-    """Cotangents for (y, x, log_w, scale), recomputing each block."""
+class _Needed(NamedTuple):
+    """Which of (y, x, log_w, scale) the caller differentiates (static, known at trace time)."""
+
+    y: bool
+    x: bool
+    log_w: bool
+    scale: bool
+
+
+jax.tree_util.register_static(_Needed)
+
+
+def _with_ones(a):
+    """(..., n, d) -> (..., n, d + 1): one matrix product then gives ``m @ a`` and the sums of
+    ``m`` together."""
+    return jnp.concatenate([a, jnp.ones((*a.shape[:-1], 1), a.dtype)], axis=-1)
+
+
+def _backward(y, x, log_w, scale, first_row, lse, cotangent, block_y, block_x, self_pairs, needed):
+    """Cotangents for (y, x, log_w, scale), recomputing each block; None where not needed.
+
+    ``d/dy_i = sum_j m_ij (x_j - y_i)`` and ``d/dx_j = sum_i m_ij (y_i - x_j)`` with
+    ``m_ij = 2 sum_b scale_b g_bi exp(logit_bij - lse_bi)``: the sums ``m @ x`` and ``m.T @ y``
+    and the row and column sums of m come from products with [x | 1] and [y | 1].
+    """
+    d = y.shape[-1]
     queries, references = _blocks(y, x, log_w, first_row, block_y, block_x)
     lse_blocks = jnp.moveaxis(lse.reshape(lse.shape[0], -1, block_y), 1, 0)
     cotangent_blocks = jnp.moveaxis(cotangent.reshape(cotangent.shape[0], -1, block_y), 1, 0)
-    queries = (*queries, lse_blocks, cotangent_blocks)
+    # [y | 1] transposed, (d + 1, By): XLA:CPU multiplies ``[y | 1].T @ m`` about twice as
+    # fast as ``m.T @ [y | 1]``.
+    queries = (*queries, jnp.swapaxes(_with_ones(queries[0]), 1, 2), lse_blocks, cotangent_blocks)
+    references = (*references, _with_ones(references[0]))
     two_scale = 2.0 * scale
+    zero = jnp.zeros((), y.dtype)
 
     def query_block(carry, args):
-        grad_x, grad_w, grad_scale = carry
-        yb, yb_sq, yb_ids, lse_b, g_b = args
+        yb, yb_sq, yb_ids, yb_ones_t, lse_b, g_b = args
 
         def step(carry_y, ref):
-            grad_yb, grad_scale_b = carry_y
-            xb, xb_sq, wb, xb_ids = ref
+            xb, xb_sq, wb, xb_ids, xb_ones = ref
             same = _same_rows(yb_ids, xb_ids, self_pairs)
             logits, d2 = _block_logits(yb, yb_sq, xb, xb_sq, wb, scale, same)
             # Weighted softmax of each query over the references, times the cotangent.
             weights = g_b[..., None] * jnp.exp(logits - lse_b[..., None])  # (nb, By, Bx)
             mixed = jnp.tensordot(two_scale, weights, axes=1)  # (By, Bx)
-            grad_yb = grad_yb + mixed @ xb - jnp.sum(mixed, axis=1)[:, None] * yb
-            grad_xb = mixed.T @ yb - jnp.sum(mixed, axis=0)[:, None] * xb
-            grad_wb = jnp.sum(weights, axis=(0, 1))
-            grad_scale_b = grad_scale_b - jnp.sum(weights * d2[None], axis=(1, 2))
-            return (grad_yb, grad_scale_b), (grad_xb, grad_wb)
+            sum_y = carry_y + mixed @ xb_ones if needed.y else carry_y
+            per_reference = (
+                yb_ones_t @ mixed if needed.x else zero,  # (d + 1, Bx)
+                jnp.sum(weights, axis=(0, 1)) if needed.log_w else zero,
+                -jnp.sum(weights * d2[None], axis=(1, 2)) if needed.scale else zero,
+            )
+            return sum_y, per_reference
 
-        start = (jnp.zeros_like(yb), jnp.zeros_like(scale))
-        (grad_yb, grad_scale_b), (grad_xb, grad_wb) = jax.lax.scan(step, start, references)
+        start = jnp.zeros((yb.shape[0], d + 1) if needed.y else (), y.dtype)
+        sum_y, (sum_x, grad_w, grad_scale) = jax.lax.scan(step, start, references)
+        grad_yb = sum_y[:, :d] - sum_y[:, d:] * yb if needed.y else zero
         carry = (
-            grad_x + grad_xb.reshape(grad_x.shape),
-            grad_w + grad_wb.reshape(grad_w.shape),
-            grad_scale + grad_scale_b,
+            carry[0] + jnp.moveaxis(sum_x, 0, 1).reshape(d + 1, -1) if needed.x else carry[0],
+            carry[1] + grad_w.reshape(carry[1].shape) if needed.log_w else carry[1],
+            carry[2] + jnp.sum(grad_scale, axis=0) if needed.scale else carry[2],
         )
         return carry, grad_yb
 
-    start = (jnp.zeros_like(x), jnp.zeros_like(log_w), jnp.zeros_like(scale))
-    (grad_x, grad_w, grad_scale), grad_y = jax.lax.scan(query_block, start, queries)
-    return grad_y.reshape(y.shape), grad_x, grad_w, grad_scale
+    start = (
+        jnp.zeros((d + 1, x.shape[0]) if needed.x else (), x.dtype),
+        jnp.zeros_like(log_w) if needed.log_w else zero,
+        jnp.zeros_like(scale) if needed.scale else zero,
+    )
+    (sum_x, grad_w, grad_scale), grad_y = jax.lax.scan(query_block, start, queries)
+    return (
+        grad_y.reshape(y.shape) if needed.y else None,
+        sum_x[:d].T - sum_x[d:].T * x if needed.x else None,
+        grad_w if needed.log_w else None,
+        grad_scale if needed.scale else None,
+    )
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(5, 6, 7))
@@ -158,17 +210,21 @@ def _log_kernel_sums_padded(y, x, log_w, scale, first_row, block_y, block_x, sel
 
 
 def _fwd(y, x, log_w, scale, first_row, block_y, block_x, self_pairs):
+    # symbolic_zeros: each argument comes with whether it is perturbed, so the backward pass
+    # skips the cotangents nobody asked for (of log-weights and bandwidths, usually).
+    needed = _Needed(y.perturbed, x.perturbed, log_w.perturbed, scale.perturbed)
+    y, x, log_w, scale, first_row = (a.value for a in (y, x, log_w, scale, first_row))
     lse = _forward(y, x, log_w, scale, first_row, block_y, block_x, self_pairs)
-    return lse, (y, x, log_w, scale, first_row, lse)
+    return lse, (y, x, log_w, scale, first_row, lse, needed)
 
 
 def _bwd(block_y, block_x, self_pairs, residuals, cotangent):
-    y, x, log_w, scale, first_row, lse = residuals
-    grads = _backward(y, x, log_w, scale, first_row, lse, cotangent, block_y, block_x, self_pairs)
+    *arrays, lse, needed = residuals
+    grads = _backward(*arrays, lse, cotangent, block_y, block_x, self_pairs, needed)
     return (*grads, None)
 
 
-_log_kernel_sums_padded.defvjp(_fwd, _bwd)
+_log_kernel_sums_padded.defvjp(_fwd, _bwd, symbolic_zeros=True)
 
 _log_kernel_sums_jit = jax.jit(_log_kernel_sums_padded, static_argnums=(5, 6, 7))
 
@@ -184,28 +240,32 @@ def _is_concrete(*arrays):
     return not any(isinstance(a, jax.core.Tracer) for a in arrays)
 
 
-def _log_kernel_sums(y, x, h, log_weights, block_size, *, self_pairs=False, first_row=0):
-    """Pads to bucketed block counts outside jit, so sizes in one bucket share a compilation.
+def _centre(y, x):
+    """Subtracts the mean of x from y and x (distances are translation invariant; centring
+    keeps ||y||^2 + ||x||^2 - 2 y.x accurate).
 
-    Concrete inputs are centred and padded with numpy on the host (no per-shape eager XLA
-    compilations); traced inputs (under a user's jit or grad) with jnp.
+    Concrete inputs are centred with numpy on the host, the mean taken in float64 (no
+    per-shape eager XLA compilations); traced ones (under a user's jit or grad) with jnp.
     """
+    if _is_concrete(y, x):
+        y_host, x_host = np.asarray(y), np.asarray(x)
+        centre = x_host.astype(np.float64).mean(axis=0)
+        x_centred = (x_host - centre).astype(x_host.dtype)
+        return x_centred if y is x else (y_host - centre).astype(y_host.dtype), x_centred
+    centre = jax.lax.stop_gradient(jnp.mean(x, axis=0))
+    return y - centre, x - centre
+
+
+def _log_kernel_sums(y, x, h, log_weights, block_size, *, self_pairs=False, first_row=0):
+    """Sums of centred y and x; pads to bucketed block counts outside jit, so sizes in one
+    bucket share a compilation (with numpy for concrete inputs, jnp for traced ones)."""
     block_y, n_y = padded_length(y.shape[0], block_size)
     block_x, n_x = padded_length(x.shape[0], block_size)
-    dtype = y.dtype
     if _is_concrete(y, x, log_weights):
-        y_host, x_host = np.asarray(y), np.asarray(x)
-        # Distances are translation invariant; centring keeps ||y||^2 + ||x||^2 - 2 y.x
-        # accurate.
-        centre = x_host.astype(np.float64).mean(axis=0)
-        y_padded = _pad_rows((y_host - centre).astype(dtype), block_y * n_y)
-        x_padded = _pad_rows((x_host - centre).astype(dtype), block_x * n_x)
-        log_w = _pad_rows(np.asarray(log_weights), block_x * n_x, value=-np.inf)
-    else:
-        centre = jax.lax.stop_gradient(jnp.mean(x, axis=0))
-        y_padded = _pad_rows(y - centre, block_y * n_y)
-        x_padded = _pad_rows(x - centre, block_x * n_x)
-        log_w = _pad_rows(log_weights, block_x * n_x, value=-jnp.inf)
+        y, x, log_weights = np.asarray(y), np.asarray(x), np.asarray(log_weights)
+    y_padded = _pad_rows(y, block_y * n_y)
+    x_padded = _pad_rows(x, block_x * n_x)
+    log_w = _pad_rows(log_weights, block_x * n_x, value=-np.inf)
     scale = 1.0 / (2.0 * jnp.atleast_1d(h) ** 2)
     first_row = jnp.asarray(first_row, dtype=jnp.int32)
     lse = _log_kernel_sums_jit(
@@ -278,9 +338,9 @@ def log_kernel_sums(y, x, h, *, log_weights=None, block_size: int = DEFAULT_BLOC
             ``-inf`` removes a reference.
         block_size: rows and columns per block; peak memory ~ n_h * block_size^2 floats.
         mesh: optional ``jax.sharding.Mesh`` with an axis ``"data"`` (see
-            :func:`jaxinfo.sharding.data_mesh`): queries are split over its devices. Results
-            equal one device's to round-off (float64 ~1e-15; float32 arrays and gradients
-            ~2e-6 relative, from per-device block shapes and summation order).
+            :func:`jaxinfo.sharding.data_mesh`): queries are split over its devices. Values
+            and query gradients equal one device's; reference gradients are summed in
+            another order (float32 ~6e-7 relative, float64 ~1e-15).
 
     Returns:
         (M,) for scalar h, (M, n_h) for 1-D h, in the floating dtype of the inputs.
@@ -304,6 +364,8 @@ def log_kernel_sums(y, x, h, *, log_weights=None, block_size: int = DEFAULT_BLOC
     if int(block_size) < 1:
         raise ValueError(f"block_size must be >= 1, got {block_size}")
     block_size = int(block_size)
+    # Centred before any sharding, so that every device sees the numbers one device would.
+    y, x = _centre(y, x)
     if mesh is None:
         lse = _log_kernel_sums(y, x, h_array, log_weights, block_size, self_pairs=self_pairs)
     else:
