@@ -12,7 +12,7 @@ the fraction of the matrix-multiply bound given on the command line (default 0.4
 evaluations/s, this 2-core CPU at d = 63). Then the gradient: time of d H / d positions over
 the time of H for a 2,000-atom structure. Writes results/bench_estimators.json.
 
-    python benchmarks/bench_estimators.py [--quick] [--skip-quests]
+    python benchmarks/bench_estimators.py [--quick] [--skip-quests] [--gradient-only]
 """
 
 from __future__ import annotations
@@ -98,6 +98,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes (smoke test)")
     parser.add_argument("--skip-quests", action="store_true")
+    parser.add_argument(
+        "--gradient-only", action="store_true", help="only the gradient/value time ratio"
+    )
     parser.add_argument("--bound", type=float, default=BOUND_DEFAULT)
     parser.add_argument("--output", default="results/bench_estimators.json")
     args = parser.parse_args()
@@ -107,8 +110,11 @@ def main() -> None:
     x64 = 'import jax; jax.config.update("jax_enable_x64", True)'
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
+        if args.gradient_only:
+            sizes, dh_case = [], None
         data = os.path.join(tmp, "x.npy")
-        make_descriptors(max(*sizes, dh_case[1]), data)
+        if sizes:
+            make_descriptors(max(*sizes, dh_case[1]), data)
 
         def report(label, r, evaluations):
             rate = evaluations / r["steady_s"]
@@ -128,7 +134,7 @@ def main() -> None:
             return r["steady_s"]
 
         fastest = 20000
-        if not args.skip_quests:
+        if sizes and not args.skip_quests:
             print(f"quests batch-size sweep at N = {sizes[0]}:")
             best = None
             for batch in sweep:
@@ -138,7 +144,7 @@ def main() -> None:
                     best, fastest = t, batch
             print(f"fastest quests batch size: {fastest}")
 
-        cases = [(n, 0) for n in sizes] + [(dh_case[1], dh_case[0])]
+        cases = [(n, 0) for n in sizes] + ([(dh_case[1], dh_case[0])] if dh_case else [])
         for n, m in cases:
             name = f"entropy N={n}" if m == 0 else f"dH {m} vs {n}"
             evaluations = n * n if m == 0 else n * m
@@ -165,8 +171,12 @@ def main() -> None:
     print("gradient of H with respect to positions, 2,000-atom structure")
     for dtype in ("float32", "float64"):
         header = x64 if dtype == "float64" else ""
-        forward = measure(GRADIENT.format(x64=header, dtype=dtype, fn="h_of_positions"))
-        backward = measure(GRADIENT.format(x64=header, dtype=dtype, fn="jax.grad(h_of_positions)"))
+        # Best of 10: single calls take 0.02-0.3 s, so one slow call would decide otherwise.
+        value, grad = (
+            GRADIENT.format(x64=header, dtype=dtype, fn=fn)
+            for fn in ("h_of_positions", "jax.grad(h_of_positions)")
+        )
+        forward, backward = measure(value, repeats=10), measure(grad, repeats=10)
         ratio = backward["steady_s"] / forward["steady_s"]
         rows.append(
             {"case": f"grad_over_value_{dtype}", "value": forward, "grad": backward, "ratio": ratio}
