@@ -30,7 +30,6 @@ from jaxinfo.neighbours import neighbour_table
 
 # Parity with the peer at 1e-9 needs float64 (conftest.py enables it too); float32 paths are
 # exercised by passing float32 arrays.
-jax.config.update("jax_enable_x64", True)
 
 _REFERENCE = load_reference() or {"entropy": {}, "dH": {}}
 

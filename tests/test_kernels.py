@@ -20,7 +20,6 @@ from jaxinfo import kernels
 from jaxinfo.kernels import log_kernel_sums, padded_length
 
 # conftest.py enables float64 for the whole session; this module relies on it.
-jax.config.update("jax_enable_x64", True)
 
 
 # --------------------------------------------------------------------------------------------

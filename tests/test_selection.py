@@ -13,7 +13,6 @@ from ase.build import bulk
 import jaxinfo
 from jaxinfo import selection as sel
 
-jax.config.update("jax_enable_x64", True)
 
 H = 0.015
 SYNTH_H = 0.05

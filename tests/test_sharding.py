@@ -24,7 +24,6 @@ from jax.sharding import Mesh
 
 import jaxinfo
 
-jax.config.update("jax_enable_x64", True)
 
 multi_device = pytest.mark.skipif(
     jax.device_count() < 2,
