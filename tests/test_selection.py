@@ -13,7 +13,6 @@ from ase.build import bulk
 import jaxinfo
 from jaxinfo import selection as sel
 
-
 H = 0.015
 SYNTH_H = 0.05
 SYNTH_SIZES = (8, 12, 16, 8, 12, 16, 8, 12, 16, 8, 12, 16, 8, 12, 16, 8)  # 16 structures

@@ -24,7 +24,6 @@ from jax.sharding import Mesh
 
 import jaxinfo
 
-
 multi_device = pytest.mark.skipif(
     jax.device_count() < 2,
     reason=(
