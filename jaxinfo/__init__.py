@@ -19,7 +19,7 @@ from jaxinfo.estimators import (
     log_density,
     overlap,
 )
-from jaxinfo.kernels import log_kernel_sums
+from jaxinfo.kernels import PreparedReference, log_kernel_sums, prepare_reference
 from jaxinfo.neighbours import NeighbourTable, neighbour_table
 from jaxinfo.selection import select, selection_summary
 from jaxinfo.sharding import data_mesh
@@ -29,6 +29,7 @@ __version__ = "0.1.0"
 __all__ = [
     "DatasetMetrics",
     "NeighbourTable",
+    "PreparedReference",
     "atomic_volume",
     "bandwidth_from_volume",
     "data_mesh",
@@ -42,6 +43,7 @@ __all__ = [
     "log_kernel_sums",
     "neighbour_table",
     "overlap",
+    "prepare_reference",
     "select",
     "selection_summary",
     "species_descriptors",

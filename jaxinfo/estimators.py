@@ -15,7 +15,12 @@ Every kernel sum is a blocked log-sum-exp (:mod:`jaxinfo.kernels`): memory is bo
 block size and dH stays finite for far outliers, where the peer package ``quests`` returns
 ``+inf`` once every kernel term underflows. A 1-D array of bandwidths gives one result per
 bandwidth (trailing axis of per-environment outputs) from one distance pass. All functions are
-differentiable with respect to the descriptors (and through them to positions and cell).
+differentiable (reverse mode) with respect to the descriptors (and through them to positions
+and cell).
+
+Concrete inputs give numpy results (scalars as 0-d numpy arrays), computed by one compiled
+program per size bucket; inputs traced under ``jax.jit``/``jax.grad`` give traced results. A
+reference set used many times can be prepared once with :func:`jaxinfo.prepare_reference`.
 """
 
 from __future__ import annotations
@@ -24,9 +29,10 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.scipy.special import logsumexp
 
-from jaxinfo.kernels import DEFAULT_BLOCK_SIZE, log_kernel_sums
+from jaxinfo.kernels import DEFAULT_BLOCK_SIZE, PreparedReference, log_kernel_sums
 
 __all__ = [
     "DEFAULT_BANDWIDTH",
@@ -59,7 +65,30 @@ class DatasetMetrics(NamedTuple):
     log_n: float
 
 
+def _reductions(log_p):
+    """(log N, entropy, diversity) from self log-sums, on the host for concrete input."""
+    n = log_p.shape[0]
+    if isinstance(log_p, np.ndarray):
+        dtype = log_p.dtype.type
+        log_n = np.log(n)
+        wide = log_p.astype(np.float64)
+        peak = np.max(-wide, axis=0)
+        diversity = np.log(np.sum(np.exp(-wide - peak), axis=0)) + peak
+        return log_n, dtype(log_n - np.mean(wide, axis=0)), dtype(diversity)
+    log_n = jnp.log(n).astype(log_p.dtype)
+    return log_n, log_n - jnp.mean(log_p, axis=0), logsumexp(-log_p, axis=0)
+
+
+def _as_result(value, dtype_source):
+    """0-d numpy arrays for concrete results (like the per-environment ones)."""
+    if isinstance(value, jax.Array):
+        return value
+    return np.asarray(value, dtype=dtype_source.dtype)
+
+
 def _self_log_sums(x, h, block_size, mesh):
+    if isinstance(x, PreparedReference):
+        raise ValueError("entropy and diversity take a descriptor array, not a prepared reference")
     return log_kernel_sums(x, x, h, block_size=block_size, mesh=mesh)
 
 
@@ -83,13 +112,12 @@ def dataset_metrics(x, h=DEFAULT_BANDWIDTH, *, block_size: int = DEFAULT_BLOCK_S
         H=1.08 D=1.08 log N=4.61
     """
     log_p = _self_log_sums(x, h, block_size, mesh)
-    n = log_p.shape[0]
-    log_n = float(jnp.log(n))
+    _, entropy_value, diversity_value = _reductions(log_p)
     return DatasetMetrics(
-        entropy=log_n - jnp.mean(log_p, axis=0),
-        diversity=logsumexp(-log_p, axis=0),
+        entropy=_as_result(entropy_value, log_p),
+        diversity=_as_result(diversity_value, log_p),
         delta_entropy=-log_p,
-        log_n=log_n,
+        log_n=float(np.log(log_p.shape[0])),
     )
 
 
@@ -104,16 +132,16 @@ def entropy(x, h=DEFAULT_BANDWIDTH, *, block_size: int = DEFAULT_BLOCK_SIZE, mes
             to split the work over devices; results equal one device's to round-off.
 
     Returns:
-        Scalar array, or (n_h,) for 1-D h; dtype of ``x``.
+        Scalar, or (n_h,) for 1-D h; dtype of ``x``. ``0 <= H <= log N``.
 
     Example:
         >>> import numpy as np, jaxinfo
         >>> x = np.zeros((10, 3))  # ten identical environments carry no information
-        >>> bool(abs(jaxinfo.entropy(x, h=0.015)) < 1e-6)
-        True
+        >>> float(jaxinfo.entropy(x, h=0.015))
+        0.0
     """
     log_p = _self_log_sums(x, h, block_size, mesh)
-    return jnp.log(log_p.shape[0]).astype(log_p.dtype) - jnp.mean(log_p, axis=0)
+    return _as_result(_reductions(log_p)[1], log_p)
 
 
 def diversity(x, h=DEFAULT_BANDWIDTH, *, block_size: int = DEFAULT_BLOCK_SIZE, mesh=None):
@@ -126,9 +154,10 @@ def diversity(x, h=DEFAULT_BANDWIDTH, *, block_size: int = DEFAULT_BLOCK_SIZE, m
         mesh: optional device mesh with a ``"data"`` axis to split the work over devices.
 
     Returns:
-        Scalar array, or (n_h,) for 1-D h.
+        Scalar, or (n_h,) for 1-D h.
     """
-    return logsumexp(-_self_log_sums(x, h, block_size, mesh), axis=0)
+    log_p = _self_log_sums(x, h, block_size, mesh)
+    return _as_result(_reductions(log_p)[2], log_p)
 
 
 def delta_entropy(y, x, h=DEFAULT_BANDWIDTH, *, block_size: int = DEFAULT_BLOCK_SIZE, mesh=None):
@@ -140,7 +169,8 @@ def delta_entropy(y, x, h=DEFAULT_BANDWIDTH, *, block_size: int = DEFAULT_BLOCK_
 
     Args:
         y: (M, d) test descriptors.
-        x: (N, d) reference descriptors.
+        x: (N, d) reference descriptors, or a :class:`jaxinfo.PreparedReference` from
+            :func:`jaxinfo.prepare_reference` (faster for repeated calls).
         h: bandwidth in 1/Angstrom, scalar or 1-D array.
         block_size: rows/columns per kernel block.
         mesh: optional device mesh with a ``"data"`` axis to split the work over devices.
@@ -156,11 +186,19 @@ def log_density(y, x, h=DEFAULT_BANDWIDTH, *, block_size: int = DEFAULT_BLOCK_SI
 
     ``H(X) = -mean_i log_density(x_i, X)``; low values flag rare environments.
 
+    Args:
+        y: (M, d) test descriptors.
+        x: (N, d) reference descriptors, or a :class:`jaxinfo.PreparedReference`.
+        h: bandwidth in 1/Angstrom, scalar or 1-D array.
+        block_size: rows/columns per kernel block.
+        mesh: optional device mesh with a ``"data"`` axis to split the work over devices.
+
     Returns:
         (M,) for scalar h, (M, n_h) for 1-D h.
     """
     log_sums = log_kernel_sums(y, x, h, block_size=block_size, mesh=mesh)
-    return log_sums - jnp.log(jnp.shape(x)[0]).astype(log_sums.dtype)
+    n = x.n_rows if isinstance(x, PreparedReference) else np.shape(x)[0]
+    return log_sums - np.log(n).astype(log_sums.dtype)
 
 
 def overlap(
@@ -176,14 +214,25 @@ def overlap(
 
     Args:
         y: (M, d) test descriptors.
-        x: (N, d) reference descriptors.
+        x: (N, d) reference descriptors, or a :class:`jaxinfo.PreparedReference`.
         h: bandwidth in 1/Angstrom, scalar or 1-D array.
-        eps: threshold on dH in nats (the peer's default is 1e-5).
+        eps: finite threshold on dH in nats (the peer's default is 1e-5).
         block_size: rows/columns per kernel block.
         mesh: optional device mesh with a ``"data"`` axis to split the work over devices.
 
     Returns:
-        Scalar, or (n_h,) for 1-D h. Equals 1 when Y is a subset of X.
+        Scalar, or (n_h,) for 1-D h. Equals 1 when Y is a subset of X (equal rows have
+        distance exactly 0, in float32 too).
     """
+    if isinstance(eps, jax.core.Tracer):
+        raise ValueError("eps must be a concrete number, not a traced value")
+    try:
+        eps_value = float(eps)
+    except (TypeError, ValueError):
+        raise ValueError(f"eps must be a finite number (nats), got {eps!r}") from None
+    if not np.isfinite(eps_value):
+        raise ValueError(f"eps must be a finite number (nats), got {eps!r}")
     dh = delta_entropy(y, x, h, block_size=block_size, mesh=mesh)
-    return jnp.mean((dh < eps).astype(dh.dtype), axis=0)
+    if isinstance(dh, np.ndarray):
+        return np.mean(dh < eps_value, axis=0).astype(dh.dtype)
+    return jnp.mean((dh < eps_value).astype(dh.dtype), axis=0)
