@@ -84,17 +84,6 @@ def check_geometry(positions, cell, pbc, *, min_distance: float = 1e-8):
     return positions, cell, pbc
 
 
-def check_descriptor_matrix(x, name: str = "x"):
-    """Checks a descriptor matrix of shape (n, d): non-empty, 2-D, finite."""
-    shape = np.shape(x)
-    if len(shape) != 2:
-        raise ValueError(f"{name} must be a 2-D array of descriptors (n, d), got shape {shape}")
-    if shape[0] == 0:
-        raise ValueError(f"{name} is empty: it has no descriptor rows")
-    if shape[1] == 0:
-        raise ValueError(f"{name} has zero columns")
-
-
 def check_positive(name, value, *, allow_zero=False):
     """Returns ``value`` as a float; raises unless it is finite and > 0 (>= 0 if allowed)."""
     try:

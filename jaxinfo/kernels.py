@@ -440,9 +440,10 @@ def _scales(h, dtype):
     if _is_traced(h):
         return 1.0 / (2.0 * jnp.atleast_1d(jnp.asarray(h, dtype)) ** 2)
     h = check_bandwidth(h)
-    scale = 1.0 / (2.0 * np.atleast_1d(h) ** 2)
+    with np.errstate(over="ignore", divide="ignore"):
+        scale = 1.0 / (2.0 * np.atleast_1d(np.asarray(h, np.float64)) ** 2)
     finfo = np.finfo(dtype)
-    if np.any(scale >= finfo.max):
+    if np.any(~np.isfinite(scale) | (scale >= finfo.max)):
         smallest = float(np.sqrt(0.5 / finfo.max))
         raise ValueError(
             f"bandwidth h = {float(np.min(h)):g} is too small for {np.dtype(dtype).name}: "

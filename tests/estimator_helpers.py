@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 
+import jax
 import numpy as np
 from ase.build import bulk
 from hypothesis import note
@@ -36,10 +37,11 @@ def reference_descriptors() -> dict:
     reference = load_reference()
     if reference is None:
         return {}
-    return {
-        name: np.asarray(jaxinfo.descriptors([atoms_from_reference(entry)], dtype=np.float64))
-        for name, entry in reference["structures"].items()
-    }
+    with jax.enable_x64(True):
+        return {
+            name: np.asarray(jaxinfo.descriptors([atoms_from_reference(entry)], dtype=np.float64))
+            for name, entry in reference["structures"].items()
+        }
 
 
 def tie_free(names) -> bool:
@@ -69,7 +71,8 @@ def rattled_cu_descriptors(n_structures: int = 8, repeat: int = 4, seed: int = 0
         stdev = 0.02 + 0.18 * index / max(n_structures - 1, 1)
         atoms.positions = atoms.positions + rng.normal(0.0, stdev, atoms.positions.shape)
         structures.append(atoms)
-    return np.asarray(jaxinfo.descriptors(structures, dtype=np.float64))
+    with jax.enable_x64(True):
+        return np.asarray(jaxinfo.descriptors(structures, dtype=np.float64))
 
 
 def rattled_cu_atoms(seed: int = 0, repeat=(2, 1, 1), stdev: float = 0.08, strain: float = 0.03):
