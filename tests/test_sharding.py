@@ -32,15 +32,13 @@ multi_device = pytest.mark.skipif(
     ),
 )
 
-#: Sharded results are compared with single-device ones (norm-relative). Inputs are centred
-#: before they are split and squared norms are summed in a fixed order, so per query the same
-#: numbers are summed in the same order: values and query gradients come out identical. The
-#: reference gradients are summed per device, then across devices (shard_map's transpose of the
-#: replicated input), in another order than the single device's scan: measured 6.5e-7 in
-#: float32 on the data below. 1e-6 is asserted in float32, plus a check that sharding costs no
-#: accuracy against the float64 result; float64 agrees to 1e-12 throughout.
-SCALAR_TOL = {np.float32: 1e-6, np.float64: 1e-12}
-ARRAY_TOL = {np.float32: 1e-6, np.float64: 1e-12}
+#: Sharded results are compared with single-device ones (norm-relative). Each device shifts its
+#: own query blocks by their mean, and its blocks start at other rows than one device's, so the
+#: round-off differs: measured 4e-6 for float32 query gradients on the data below, ~1e-7 for
+#: values. Asserted: 1e-5 in float32 plus a check that sharding costs no accuracy against the
+#: float64 result; float64 agrees to 1e-12 throughout.
+SCALAR_TOL = {np.float32: 1e-5, np.float64: 1e-12}
+ARRAY_TOL = {np.float32: 1e-5, np.float64: 1e-12}
 
 
 @pytest.fixture(scope="module")
@@ -115,8 +113,12 @@ def test_one_device_mesh_matches_unsharded():
 # --------------------------------------------------------------------------------------------
 
 
+def _in_float64(fn, *args):
+    with jax.enable_x64(True):
+        return jax.tree.map(np.asarray, fn(*args))
+
+
 @multi_device
-@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
 def test_sharded_values_match_single_device(copper, dtype):
     """H, D and multi-bandwidth dH (M not divisible by the device count) match."""
     x64, y64 = copper
@@ -132,12 +134,11 @@ def test_sharded_values_match_single_device(copper, dtype):
     for what, fn in cases.items():
         sharded, single = fn(x, y, mesh=mesh), fn(x, y)
         assert sharded.dtype == single.dtype == dtype, what
-        exact = fn(x64, y64) if dtype == np.float32 else single
+        exact = _in_float64(fn, x64, y64) if dtype == np.float32 else single
         _assert_sharded_close(sharded, single, exact, dtype, what)
 
 
 @multi_device
-@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
 def test_sharded_gradients_match_single_device(copper, dtype):
     """Gradients of H(X) + mean dH(Y | X) w.r.t. the queries Y and the references X match.
 
@@ -156,7 +157,7 @@ def test_sharded_gradients_match_single_device(copper, dtype):
         return {"d/dY": grad_y, "d/dX": grad_x}
 
     sharded, single = gradients(y, x, mesh), gradients(y, x, None)
-    exact = gradients(y64, x64, None) if dtype == np.float32 else single
+    exact = _in_float64(gradients, y64, x64, None) if dtype == np.float32 else single
     for what in single:
         assert sharded[what].dtype == dtype
         _assert_sharded_close(sharded[what], single[what], exact[what], dtype, what)
@@ -175,21 +176,22 @@ class _CompileCounter(logging.Handler):
 
 
 @multi_device
-def test_repeated_sharded_call_does_not_recompile(copper):
-    """A second sharded entropy call with identical shapes compiles nothing.
+def test_repeated_sharded_call_does_not_recompile(copper, dtype):
+    """A second sharded entropy call, with the same or another N in the bucket, compiles nothing.
 
     Fails while every sharded call wraps a fresh closure in ``jax.shard_map`` and runs it
     eagerly: JAX then traces and compiles the whole kernel again on each call (~1.5 s here).
     """
-    x = copper[0].astype(np.float32)
+    x = copper[0].astype(dtype)
     mesh = jaxinfo.data_mesh()
-    jaxinfo.entropy(x, 0.015, mesh=mesh).block_until_ready()
+    jaxinfo.entropy(x, 0.015, mesh=mesh)
     counter = _CompileCounter()
     logger = logging.getLogger("jax")
     logger.addHandler(counter)
     try:
         with jax.log_compiles():
-            jaxinfo.entropy(x, 0.015, mesh=mesh).block_until_ready()
+            jaxinfo.entropy(x, 0.015, mesh=mesh)
+            jaxinfo.entropy(x[:-3], 0.015, mesh=mesh)  # another N in the same bucket
     finally:
         logger.removeHandler(counter)
     assert counter.count == 0, f"{counter.count} programs compiled on a repeated sharded call"
@@ -204,7 +206,8 @@ MULTI_DEVICE_TESTS = [
     "test_sharded_values_match_single_device[float64]",
     "test_sharded_gradients_match_single_device[float32]",
     "test_sharded_gradients_match_single_device[float64]",
-    "test_repeated_sharded_call_does_not_recompile",
+    "test_repeated_sharded_call_does_not_recompile[float32]",
+    "test_repeated_sharded_call_does_not_recompile[float64]",
 ]
 
 
