@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxinfo._buckets import geometric_bucket
 from jaxinfo._validation import check_cutoff, check_geometry, check_k
 from jaxinfo.descriptor import (
     DEFAULT_CUTOFF,
@@ -44,13 +45,7 @@ _LARGE_BUCKET_STEP = 1024
 def bucket_size(n: int) -> int:
     """Smallest bucket >= n: 8, 12, 16, 24, 32, 48, ... (2^a and 3 * 2^(a-1)) up to 2048,
     multiples of 1024 beyond."""
-    if n <= _SMALLEST_BUCKET:
-        return _SMALLEST_BUCKET
-    if n > 2 * _LARGE_BUCKET_STEP:
-        return -(-n // _LARGE_BUCKET_STEP) * _LARGE_BUCKET_STEP
-    power = 1 << (int(n) - 1).bit_length()  # smallest power of two >= n
-    three_quarters = 3 * power // 4
-    return three_quarters if three_quarters >= n else power
+    return geometric_bucket(n, 2, minimum=_SMALLEST_BUCKET, max_step=_LARGE_BUCKET_STEP)
 
 
 def _structures_per_call(n_bucket: int, n_structures: int) -> int:

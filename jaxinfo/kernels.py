@@ -40,6 +40,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxinfo._buckets import geometric_bucket
 from jaxinfo._validation import check_bandwidth
 
 __all__ = [
@@ -70,11 +71,8 @@ def padded_length(n: int, block_size: int = DEFAULT_BLOCK_SIZE) -> tuple[int, in
     rows and nearby sizes share one compilation.
     """
     if n <= block_size:
-        block = max(_MIN_BLOCK, 1 << (int(n) - 1).bit_length())
-        return min(block, block_size), 1
-    blocks = -(-n // block_size)
-    step = 1 << max(blocks.bit_length() - 4, 0)
-    return block_size, -(-blocks // step) * step
+        return min(geometric_bucket(n, 1, minimum=_MIN_BLOCK), block_size), 1
+    return block_size, geometric_bucket(-(-n // block_size), 8)
 
 
 # --------------------------------------------------------------------------------------------
