@@ -42,7 +42,7 @@ API_GROUPS: dict[str, list[str]] = {
         "DatasetMetrics",
     ],
     "Selection": ["select", "selection_summary"],
-    "Kernel sums": ["log_kernel_sums"],
+    "Kernel sums": ["log_kernel_sums", "prepare_reference", "PreparedReference"],
     "Bandwidth": ["bandwidth_from_volume", "atomic_volume"],
     "Devices": ["data_mesh"],
 }
