@@ -215,6 +215,8 @@ def neighbour_vectors(positions: jax.Array, cell: jax.Array, table: NeighbourTab
     Returns:
         (n_atoms, k, 3) array of ``positions[j] + shift @ cell - positions[i]``.
     """
+    # numpy float64 input is computed in JAX's canonical dtype (float32 when x64 is disabled).
+    positions, cell = jnp.asarray(positions), jnp.asarray(cell)
     shift = jnp.asarray(table.shift).astype(positions.dtype)
     return positions[table.index] + shift @ cell - positions[:, None, :]
 

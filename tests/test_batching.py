@@ -13,6 +13,7 @@ from helpers import (
     random_positions_in_cell,
     rattle,
     reference_descriptors,
+    tolerance,
 )
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -23,6 +24,18 @@ from jaxinfo.descriptor import structure_descriptors
 from jaxinfo.neighbours import neighbour_table
 
 K, CUTOFF = 16, 4.0
+
+
+def tolerances(dtype):
+    """(same, reference, tie): atol between two jaxinfo paths (float32: different padded shapes
+    may round differently by a unit in the last place, entries <~ 1), atol against the float64
+    numpy reference, and the distance gap below which k-th/(k+1)-th neighbours count as tied
+    (float32 rounds distances at ~1e-6 Angstrom, so closer pairs may swap)."""
+    return (
+        tolerance(dtype, float32=1e-7, float64=1e-13),
+        tolerance(dtype, float32=1e-6, float64=1e-11),
+        tolerance(dtype, float32=1e-5, float64=1e-8),
+    )
 
 
 def _allowed_buckets(limit=2**22):
@@ -73,24 +86,26 @@ def _mixed_dataset():
     ]
 
 
-def test_dataset_equals_concatenation_in_input_order():
+def test_dataset_equals_concatenation_in_input_order(dtype):
     """Mixed sizes and pbc in one call: rows equal the per-structure results, in input order."""
+    same, ref_atol, tie_tol = tolerances(dtype)
     items = _mixed_dataset()
     x = jaxinfo.descriptors(items, k=K, cutoff=CUTOFF)
     assert x.shape == (sum(len(a) for a in items), 2 * K - 1)
     parts = [jaxinfo.descriptors(a, k=K, cutoff=CUTOFF) for a in items]
-    np.testing.assert_allclose(x, np.concatenate(parts), rtol=0, atol=1e-13)
+    assert x.dtype == dtype
+    np.testing.assert_allclose(x, np.concatenate(parts), rtol=0, atol=same)
     # And against the independent numpy reference, structure by structure.
     start = 0
     for atoms in items:
         rows = slice(start, start + len(atoms))
         expected = reference_descriptors(atoms, K, CUTOFF)
-        tied = boundary_ties(atoms, K, CUTOFF)
-        assert_rows_close(x[rows], expected, K, tied, atol=1e-11)
+        tied = boundary_ties(atoms, K, CUTOFF, tol=tie_tol)
+        assert_rows_close(x[rows], expected, K, tied, atol=ref_atol)
         start += len(atoms)
 
 
-def test_both_neighbour_searches_give_the_same_rows():
+def test_both_neighbour_searches_give_the_same_rows(dtype):
     """Small fully periodic / open structures take the stacked search, slabs and cells with too
     many candidates the cell list; each row equals the cell-list table's descriptor."""
     slab = build_structure("fcc", 12)
@@ -107,11 +122,18 @@ def test_both_neighbour_searches_give_the_same_rows():
     start = 0
     for atoms in items:
         table = neighbour_table(atoms.positions, atoms.cell.array, atoms.pbc, K, CUTOFF)
-        expected = jax.jit(structure_descriptors, static_argnums=3)(
-            jnp.asarray(atoms.positions), jnp.asarray(atoms.cell.array), table, CUTOFF
-        )
-        # Rattled and random structures: no tied k-th neighbours, so x2 is unique too.
-        np.testing.assert_allclose(x[start : start + len(atoms)], expected, rtol=0, atol=1e-12)
+        # In float64 always: in float32, structure_descriptors on raw positions (the 640-atom
+        # cell is 144 A long) rounds them at ~1e-5 A; the batched path must not.
+        with jax.enable_x64(True):
+            expected = jax.jit(structure_descriptors, static_argnums=3)(
+                jnp.asarray(atoms.positions), jnp.asarray(atoms.cell.array), table, CUTOFF
+            )
+        # Rattled and random structures: no tied k-th neighbours, so x2 is unique too. In
+        # float32, r_j + shift @ cell - r_i cancels numbers as large as the cell (144 A here):
+        # the error grows with the cell length (measured 2e-6 for the long cell, <3e-7 else).
+        length = max(10.0, atoms.cell.lengths().max())
+        atol = tolerance(dtype, float32=1e-7 * length, float64=1e-12)
+        np.testing.assert_allclose(x[start : start + len(atoms)], expected, rtol=0, atol=atol)
         start += len(atoms)
 
 
@@ -125,26 +147,28 @@ def test_stacked_search_slots():
     assert chosen.tolist() == [True, True, False, False, False]
 
 
-def test_dataset_order_matters():
+def test_dataset_order_matters(dtype):
     """Reversing the input list reverses the blocks of rows."""
     items = _mixed_dataset()[:4]
     forward = jaxinfo.descriptors(items, k=K, cutoff=CUTOFF)
     backward = jaxinfo.descriptors(items[::-1], k=K, cutoff=CUTOFF)
     sizes = np.cumsum([0] + [len(a) for a in items])
     blocks = [forward[sizes[i] : sizes[i + 1]] for i in range(len(items))]
-    np.testing.assert_allclose(backward, np.concatenate(blocks[::-1]), rtol=0, atol=1e-13)
+    same, _, _ = tolerances(dtype)
+    np.testing.assert_allclose(backward, np.concatenate(blocks[::-1]), rtol=0, atol=same)
 
 
-def test_accepts_iterators_and_single_atoms():
+def test_accepts_iterators_and_single_atoms(dtype):
     """A generator, an iterator, a tuple and a single Atoms all work."""
+    atol = tolerance(dtype, float32=1e-7, float64=1e-14)
     items = _mixed_dataset()[:3]
     expected = jaxinfo.descriptors(items, k=K, cutoff=CUTOFF)
     for source in ((a for a in items), iter(items), tuple(items), map(lambda a: a, items)):
         x = jaxinfo.descriptors(source, k=K, cutoff=CUTOFF)
-        np.testing.assert_allclose(x, expected, rtol=0, atol=1e-14)
+        np.testing.assert_allclose(x, expected, rtol=0, atol=atol)
     single = jaxinfo.descriptors(items[1], k=K, cutoff=CUTOFF)
     rows = slice(len(items[0]), len(items[0]) + len(items[1]))
-    np.testing.assert_allclose(single, expected[rows], rtol=0, atol=1e-14)
+    np.testing.assert_allclose(single, expected[rows], rtol=0, atol=atol)
 
 
 def _random_structure(n_atoms, seed):
@@ -153,7 +177,7 @@ def _random_structure(n_atoms, seed):
     return random_positions_in_cell(rng, cell, True, n_atoms, min_dist=1.0)
 
 
-def test_same_bucket_does_not_recompile():
+def test_same_bucket_does_not_recompile(dtype):
     """20-atom then 22-atom structures (both bucket 24, same count): no new compilation.
     Likewise 3 then 4 structures (both stacked 4 per call)."""
     compiled = batching._stacked_descriptors._cache_size
@@ -168,10 +192,12 @@ def test_same_bucket_does_not_recompile():
     # A different bucket does compile (the counter works).
     jaxinfo.descriptors([_random_structure(26, 9)] * 3, k=K, cutoff=CUTOFF)
     assert compiled() == before + 1
-    np.testing.assert_allclose(x[:22], reference_descriptors(batch_22[0], K, CUTOFF), atol=1e-11)
+    _, ref_atol, _ = tolerances(dtype)
+    expected = reference_descriptors(batch_22[0], K, CUTOFF)
+    np.testing.assert_allclose(x[:22], expected, rtol=0, atol=ref_atol)
 
 
-def test_dataset_of_200_structures_compiles_a_handful_of_times():
+def test_dataset_of_200_structures_compiles_a_handful_of_times(dtype):
     """~200 structures of 4 to 60 atoms: one compilation per bucket at most, none on a rerun."""
     rng = np.random.default_rng(0)
     host = bulk("Cu", "fcc", a=3.61, cubic=True).repeat((2, 2, 4))  # 64 sites
@@ -194,7 +220,9 @@ def test_dataset_of_200_structures_compiles_a_handful_of_times():
     # Spot check: the last structure's rows against the numpy reference.
     last = items[-1]
     expected = reference_descriptors(last, k, cutoff)
-    assert_rows_close(x[-len(last) :], expected, k, boundary_ties(last, k, cutoff), atol=1e-11)
+    _, ref_atol, tie_tol = tolerances(dtype)
+    tied = boundary_ties(last, k, cutoff, tol=tie_tol)
+    assert_rows_close(x[-len(last) :], expected, k, tied, atol=ref_atol)
 
 
 # --------------------------------------------------------------------------------------------
@@ -202,10 +230,13 @@ def test_dataset_of_200_structures_compiles_a_handful_of_times():
 # --------------------------------------------------------------------------------------------
 
 
-def test_default_dtype_follows_x64():
-    """With x64 enabled (conftest) the default is float64; with it disabled, float32."""
+def test_default_dtype_follows_x64(dtype):
+    """With x64 enabled the default is float64; with it disabled, float32 (and float64 cannot
+    be requested)."""
     atoms = build_structure("fcc", 0)
-    assert jaxinfo.descriptors(atoms, k=K, cutoff=CUTOFF).dtype == np.float64
+    assert jaxinfo.descriptors(atoms, k=K, cutoff=CUTOFF).dtype == dtype
+    with jax.enable_x64(True):
+        assert jaxinfo.descriptors(atoms, k=K, cutoff=CUTOFF).dtype == np.float64
     with jax.enable_x64(False):
         x32 = jaxinfo.descriptors(atoms, k=K, cutoff=CUTOFF)
         assert x32.dtype == np.float32
@@ -216,12 +247,13 @@ def test_default_dtype_follows_x64():
 @settings(max_examples=5)
 @given(seed=st.integers(0, 2**16))
 def test_float32_close_to_float64(seed):
-    """dtype=float32 gives float32 results within 1e-5 of float64."""
+    """dtype=float32 (with x64 on or off) gives float32 results within 1e-5 of float64."""
     atoms = build_structure("triclinic", seed)
-    x64 = jaxinfo.descriptors(atoms, dtype=jnp.float64)
+    with jax.enable_x64(True):
+        x64 = jaxinfo.descriptors(atoms, dtype=jnp.float64)
     x32 = jaxinfo.descriptors(atoms, dtype=jnp.float32)
     assert x32.dtype == np.float32
-    tied = boundary_ties(atoms, 32, 5.0)
+    tied = boundary_ties(atoms, 32, 5.0, tol=1e-5)
     assert_rows_close(x32.astype(np.float64), x64, 32, tied, atol=1e-5)
 
 
@@ -241,12 +273,14 @@ def test_float32_accuracy_does_not_depend_on_distance_from_the_cell():
     for wrapped atoms. Fails while positions reach the device unwrapped: r_j + shift @ cell - r_i
     cancels large float32 numbers (error ~2.5e-8 per A of distance from the origin)."""
     atoms = build_structure("fcc", 3)
-    reference = jaxinfo.descriptors(atoms, dtype=jnp.float64)
     far = atoms.copy()
     jumps = np.random.default_rng(0).integers(-300, 301, (len(atoms), 3))
     far.positions = atoms.positions + jumps @ atoms.cell.array
-    tied = boundary_ties(atoms, 32, 5.0)
-    # Float64 is unaffected (the invariance tests check this at 1e-10).
-    assert_rows_close(jaxinfo.descriptors(far, dtype=jnp.float64), reference, 32, tied, 1e-10)
+    tied = boundary_ties(atoms, 32, 5.0, tol=1e-5)
+    with jax.enable_x64(True):
+        reference = jaxinfo.descriptors(atoms, dtype=jnp.float64)
+        # Float64 is unaffected (the invariance tests check this at 1e-10).
+        far64 = jaxinfo.descriptors(far, dtype=jnp.float64)
+    assert_rows_close(far64, reference, 32, tied, 1e-10)
     x32 = jaxinfo.descriptors(far, dtype=jnp.float32).astype(np.float64)
     assert_rows_close(x32, reference, 32, tied, atol=1e-5)

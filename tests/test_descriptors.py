@@ -17,6 +17,7 @@ from helpers import (
     reference_descriptors,
     seeds,
     structures,
+    tolerance,
 )
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -26,6 +27,19 @@ from jaxinfo.neighbours import neighbour_table
 
 # (k, cutoff) pairs of the live parity tests; (32, 5.0) is the default.
 PAIRS = [(8, 3.0), (16, 4.0), (32, 5.0), (48, 6.0)]
+
+
+def parity_atol(dtype):
+    """Entrywise atol against a float64 reference: 1e-9 in float64; 1e-6 in float32, which
+    rounds at ~6e-8 relative and whose entries are <~ 1 / Angstrom (measured: <~ 2e-7)."""
+    return tolerance(dtype, float32=1e-6, float64=1e-9)
+
+
+def tie_tol(dtype):
+    """Distance gap below which the k-th and (k+1)-th neighbours count as tied: float32 rounds
+    distances at ~1e-6 Angstrom, so closer pairs may swap (see helpers.boundary_ties)."""
+    return tolerance(dtype, float32=1e-5, float64=1e-8)
+
 
 REFERENCE_STRUCTURES = [
     "cu_fcc_perfect",
@@ -77,32 +91,34 @@ def assert_matches_summary(x, entry, k, atol=1e-9):
 
 
 @pytest.mark.parametrize("name", REFERENCE_STRUCTURES)
-def test_matches_stored_reference(reference, name):
-    """Default k = 32, rc = 5 on the stored structures, float64, 1e-9."""
+def test_matches_stored_reference(reference, dtype, name):
+    """Default k = 32, rc = 5 on the stored structures: 1e-9 in float64, 1e-6 in float32."""
     atoms = atoms_from_reference(reference["structures"][name])
     x = jaxinfo.descriptors(atoms)
-    assert x.dtype == np.float64
-    assert_matches_summary(x, reference["descriptors"][name], k=32)
+    assert x.dtype == dtype
+    assert_matches_summary(x, reference["descriptors"][name], k=32, atol=parity_atol(dtype))
 
 
 @pytest.mark.parametrize("name", REFERENCE_EXTRA)
-def test_matches_stored_reference_other_k_and_cutoff(reference, name):
+def test_matches_stored_reference_other_k_and_cutoff(reference, dtype, name):
     """Stored k/cutoff variants on rattled fcc Cu."""
     entry = reference["descriptors_extra"][name]
     k, cutoff = int(entry["k"]), float(entry["cutoff"])
     atoms = atoms_from_reference(reference["structures"][entry["structure"]])
-    assert_matches_summary(jaxinfo.descriptors(atoms, k=k, cutoff=cutoff), entry, k=k)
+    x = jaxinfo.descriptors(atoms, k=k, cutoff=cutoff)
+    assert_matches_summary(x, entry, k=k, atol=parity_atol(dtype))
 
 
-def test_matches_stored_reference_x1_x2_split(reference):
+def test_matches_stored_reference_x1_x2_split(reference, dtype):
     """The peer's concat=False output (x1 and x2 of row 0) is our row 0 split at k."""
     entry = reference["descriptors_extra"]["cu_fcc_rattled_concat_false"]
     atoms = atoms_from_reference(reference["structures"]["cu_fcc_rattled"])
     x = jaxinfo.descriptors(atoms)
     assert x[:, :32].shape == tuple(entry["x1_shape"])
     assert x[:, 32:].shape == tuple(entry["x2_shape"])
-    np.testing.assert_allclose(x[0, :32], entry["x1_row0"], rtol=0, atol=1e-9)
-    np.testing.assert_allclose(x[0, 32:], entry["x2_row0"], rtol=0, atol=1e-9)
+    atol = parity_atol(dtype)
+    np.testing.assert_allclose(x[0, :32], entry["x1_row0"], rtol=0, atol=atol)
+    np.testing.assert_allclose(x[0, 32:], entry["x2_row0"], rtol=0, atol=atol)
 
 
 # --------------------------------------------------------------------------------------------
@@ -111,6 +127,7 @@ def test_matches_stored_reference_x1_x2_split(reference):
 
 
 @pytest.mark.peer
+@pytest.mark.float64_only  # 1e-9 parity; float32: test_float32_matches_float64 below
 @pytest.mark.parametrize(("k", "cutoff"), PAIRS)
 @settings(max_examples=12)
 @given(atoms=structures(kinds=PERIODIC_KINDS + OPEN_KINDS))
@@ -125,8 +142,23 @@ def test_matches_peer_live(peer_get_descriptors, atoms, k, cutoff):
     assert_rows_close(actual, expected, k, boundary_ties(atoms, k, cutoff), atol=1e-9)
 
 
+@pytest.mark.float32_only
+@pytest.mark.parametrize(("k", "cutoff"), PAIRS)
+@settings(max_examples=6)
+@given(atoms=structures(kinds=PERIODIC_KINDS + OPEN_KINDS))
+def test_float32_matches_float64(atoms, k, cutoff):
+    """float32 descriptors agree with the float64 ones (pinned to the peer above) to 1e-6."""
+    actual = jaxinfo.descriptors(atoms, k=k, cutoff=cutoff)
+    assert actual.dtype == np.float32
+    with jax.enable_x64(True):
+        expected = jaxinfo.descriptors(atoms, k=k, cutoff=cutoff)
+    assert expected.dtype == np.float64
+    tied = boundary_ties(atoms, k, cutoff, tol=tie_tol(np.float32))
+    assert_rows_close(actual, expected, k, tied, atol=parity_atol(np.float32))
+
+
 @pytest.mark.peer
-def test_matches_peer_on_dataset_in_one_call(peer_get_descriptors):
+def test_matches_peer_on_dataset_in_one_call(peer_get_descriptors, dtype):
     """A list of mixed structures in one call equals the peer's concatenated output."""
     from helpers import build_structure
 
@@ -138,9 +170,10 @@ def test_matches_peer_on_dataset_in_one_call(peer_get_descriptors):
         build_structure("cluster", 5),
     ]
     k, cutoff = 16, 4.0
-    tied = np.concatenate([boundary_ties(a, k, cutoff) for a in items])
+    tied = np.concatenate([boundary_ties(a, k, cutoff, tol=tie_tol(dtype)) for a in items])
     expected = peer_get_descriptors(items, k=k, cutoff=cutoff)
-    assert_rows_close(jaxinfo.descriptors(items, k=k, cutoff=cutoff), expected, k, tied)
+    actual = jaxinfo.descriptors(items, k=k, cutoff=cutoff)
+    assert_rows_close(actual, expected, k, tied, atol=parity_atol(dtype))
 
 
 # --------------------------------------------------------------------------------------------
@@ -158,7 +191,7 @@ def test_matches_peer_on_dataset_in_one_call(peer_get_descriptors):
     right_handed=st.booleans(),
     n_atoms=st.integers(1, 8),
 )
-def test_matches_numpy_reference_any_pbc(seed, pbc, right_handed, n_atoms):
+def test_matches_numpy_reference_any_pbc(dtype, seed, pbc, right_handed, n_atoms):
     """Slabs, wires and left-handed cells vs. brute-force neighbours + a numpy descriptor."""
     rng = np.random.default_rng(seed)
     cell = random_cell(rng, volume=15.0 * n_atoms, shear=1.0, right_handed=right_handed)
@@ -166,10 +199,12 @@ def test_matches_numpy_reference_any_pbc(seed, pbc, right_handed, n_atoms):
     k, cutoff = 16, 4.0
     expected = reference_descriptors(atoms, k, cutoff)
     actual = jaxinfo.descriptors(atoms, k=k, cutoff=cutoff)
-    assert_rows_close(actual, expected, k, boundary_ties(atoms, k, cutoff), atol=1e-11)
+    tied = boundary_ties(atoms, k, cutoff, tol=tie_tol(dtype))
+    atol = tolerance(dtype, float32=1e-6, float64=1e-11)
+    assert_rows_close(actual, expected, k, tied, atol=atol)
 
 
-def test_environment_descriptor_by_hand():
+def test_environment_descriptor_by_hand(dtype):
     """Two neighbours at 1 A and 2 A (orthogonal), one empty slot, rc = 5: values by hand."""
     vectors = jnp.array([[1.0, 0.0, 0.0], [0.0, 2.0, 0.0], [9.0, 9.0, 9.0]])
     mask = jnp.array([True, True, False])
@@ -178,11 +213,14 @@ def test_environment_descriptor_by_hand():
     s12 = np.sqrt(w1 * w2) / np.sqrt(5.0)
     # S rows: [0, s12, 0], [s12, 0, 0], [0, 0, 0] -> sorted, smallest dropped, summed / k.
     expected = [w1 / 1.0, w2 / 2.0, 0.0, 2 * s12 / 3, 0.0]
-    np.testing.assert_allclose(x, expected, rtol=1e-14, atol=1e-15)
+    assert x.dtype == dtype
+    rtol = tolerance(dtype, float32=1e-6, float64=1e-14)
+    np.testing.assert_allclose(x, expected, rtol=rtol, atol=0.1 * rtol)
 
 
-def test_environment_descriptor_ignores_slot_order_and_masked_vectors():
-    """Input slot order is irrelevant and vectors of masked slots are ignored."""
+def test_environment_descriptor_ignores_slot_order_and_masked_vectors(dtype):
+    """Input slot order is irrelevant and vectors of masked slots are ignored (float32: up to a
+    unit in the last place, as sums run in another order)."""
     rng = np.random.default_rng(0)
     vectors = rng.normal(size=(8, 3)) * 2
     mask = np.array([True] * 6 + [False] * 2)
@@ -192,7 +230,7 @@ def test_environment_descriptor_ignores_slot_order_and_masked_vectors():
     garbage = vectors.copy()
     garbage[~mask] = 1e3 * rng.normal(size=(2, 3))
     y = descriptor(jnp.asarray(garbage[order]), jnp.asarray(mask[order]), 5.0)
-    np.testing.assert_allclose(x, y, rtol=0, atol=1e-14)
+    np.testing.assert_allclose(x, y, rtol=0, atol=tolerance(dtype, float32=1e-7, float64=1e-14))
     assert x.shape == (15,)
 
 
@@ -204,14 +242,14 @@ def test_si_diamond_zero_padding_beyond_cutoff():
     assert np.all(x[:, :28] > 0.0)
 
 
-def test_molecule_with_fewer_atoms_than_k():
+def test_molecule_with_fewer_atoms_than_k(dtype):
     """Water with k = 32: two nonzero x1 entries per atom, and x2 divided by k (not by 3)."""
     atoms = molecule("H2O")
     x = jaxinfo.descriptors(atoms)
     assert x.shape == (3, 63)
     assert np.count_nonzero(x[:, :32], axis=1).tolist() == [2, 2, 2]
     expected = reference_descriptors(atoms, 32, 5.0)
-    np.testing.assert_allclose(x, expected, rtol=0, atol=1e-14)
+    np.testing.assert_allclose(x, expected, rtol=0, atol=tolerance(dtype, 1e-6, 1e-14))
 
 
 # --------------------------------------------------------------------------------------------
