@@ -625,6 +625,10 @@ def log_kernel_sums(y, x, h, *, log_weights=None, block_size: int = DEFAULT_BLOC
     if traced:
         lse = lse[:, :m]
         return lse[0] if scalar_h else lse.T
+    if not lse.is_fully_addressable:  # a mesh spanning several processes (jax.distributed)
+        from jax.experimental import multihost_utils
+
+        lse = multihost_utils.process_allgather(lse, tiled=True)
     lse = np.asarray(lse)[:, :m]
     return lse[0] if scalar_h else np.ascontiguousarray(lse.T)
 
