@@ -18,6 +18,24 @@ O(N^2)) gives unbiased estimates with the textbook survey-sampling variance:
 The factor ``(1 - n/N)`` is the finite-population correction: with every row used (n = N)
 the estimate is the exact value and its standard error is 0.
 
+Control variate (``control_rows``, on by default from N = 32768). Most of the spread of l_i
+is between dense and sparse regions, which a cheap density already sees. With m rows R drawn
+at random (independently of the queries) let
+
+    c_i = log(1 + (N/m) sum_{j in R} K(x_i, x_j)),
+
+computed for *all* N rows in one O(N m) pass, so that ``sum_i c_i`` and ``sum_i exp(-c_i)``
+are known exactly. The difference estimators
+
+* ``H_hat = log N - sum_i c_i / N - mean_sample(l - c)``, ``Var = (1 - n/N) s_{l-c}^2 / n``;
+* ``S_hat = sum_i exp(-c_i) + N mean_sample(exp(-l) - exp(-c))``,
+  ``Var = N^2 (1 - n/N) s_{u-v}^2 / n``, ``D_hat = log S_hat``, ``se = se(S_hat) / S_hat``
+
+are unbiased for any fixed c (given R), and their variance is that of the differences, which
+is far smaller than that of l itself when c tracks l: on thermal Cu descriptors
+(m = 2048) the per-query standard deviation drops from ~2.3 to ~0.16 nats, i.e. ~200 times
+fewer queries for the same standard error.
+
 Sampling is reproducible from ``seed``. With ``target_stderr`` the queries are drawn in
 batches, each batch sized from the variance seen so far, until the standard error reaches
 the target (or every row is used, or ``max_queries`` is reached).
@@ -47,6 +65,7 @@ from jaxinfo.streaming import (
 )
 
 __all__ = [
+    "AUTO_CONTROL_ROWS",
     "DEFAULT_N_QUERIES",
     "SampledEstimate",
     "estimate_diversity",
@@ -65,12 +84,14 @@ class SampledEstimate(NamedTuple):
         stderr: its standard error, same shape; 0 when every row was used (exact).
         n_queries: number of query rows used n.
         n_total: number of rows N of the set.
+        n_control: rows m of the control variate (0: plain estimator).
     """
 
     value: np.ndarray
     stderr: np.ndarray
     n_queries: int
     n_total: int
+    n_control: int = 0
 
     @property
     def exact(self) -> bool:
@@ -155,45 +176,50 @@ class _Sampler:
 # Estimates from sampled log-sums
 
 
-def _entropy_estimate(log_p: np.ndarray, n_total: int):
-    """(H_hat, stderr) from the sampled l_i (float64, (n,) or (n, n_h))."""
+class _Control(NamedTuple):
+    """The control variate: ``c_i = log(1 + (N/m) sum_{j in R} K(x_i, x_j))`` for m fixed rows R,
+    with its exact totals over all N rows (float64, () or (n_h,))."""
+
+    rows: np.ndarray  # (m, d)
+    sum_c: np.ndarray  # sum_i c_i
+    sum_v: np.ndarray  # sum_i exp(-c_i)
+
+
+def _control_values(log_r, n_total, m):
+    """c from ``log sum_{j in R} K`` (float64)."""
+    return np.logaddexp(0.0, np.asarray(log_r, np.float64) + math.log(n_total / m))
+
+
+def _estimates(kind, log_p, control_c, control, n_total):
+    """(value, stderr) from the sampled l_i (and c_i), float64, () or (n_h,)."""
     n = log_p.shape[0]
-    value = math.log(n_total) - np.mean(log_p, axis=0)
-    if n == n_total:
-        return value, np.zeros_like(value)
-    if n < 2:
-        return value, np.full_like(value, np.inf)
-    variance = np.var(log_p, axis=0, ddof=1) * (1.0 - n / n_total) / n
-    return value, np.sqrt(variance)
-
-
-def _diversity_estimate(log_p: np.ndarray, n_total: int):
-    """(D_hat, delta-method stderr) from the sampled l_i: u_i = exp(-l_i), shifted for range."""
-    n = log_p.shape[0]
-    shift = np.max(-log_p, axis=0)
-    u = np.exp(-log_p - shift)  # in (0, 1]
-    mean_u = np.mean(u, axis=0)
-    value = math.log(n_total) + np.log(mean_u) + shift
-    if n == n_total:
-        return value, np.zeros_like(value)
-    if n < 2:
-        return value, np.full_like(value, np.inf)
-    relative = np.sqrt(np.var(u, axis=0, ddof=1) * (1.0 - n / n_total) / n) / mean_u
-    return value, relative
-
-
-def _variance_per_query(log_p, kind):
-    """s^2 (per-query variance in the estimate's units, float64, max over bandwidths)."""
     if kind == "entropy":
-        return float(np.max(np.var(log_p, axis=0, ddof=1)))
-    u = np.exp(-log_p - np.max(-log_p, axis=0))
-    return float(np.max(np.var(u, axis=0, ddof=1) / np.mean(u, axis=0) ** 2))
+        # H = log N - mean_all(l) = log N - sum_all(c)/N - mean_all(l - c)
+        y = log_p if control is None else log_p - control_c
+        offset = 0.0 if control is None else control.sum_c / n_total
+        value = math.log(n_total) - offset - np.mean(y, axis=0)
+        scale = np.ones_like(value)
+    else:
+        # S = sum_all(1/p) = sum_all(exp(-c)) + N mean_all(exp(-l) - exp(-c)); l, c >= 0
+        y = np.exp(-log_p) if control is None else np.exp(-log_p) - np.exp(-control_c)
+        offset = 0.0 if control is None else control.sum_v
+        total = offset + n_total * np.mean(y, axis=0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            value = np.where(total > 0, np.log(np.maximum(total, 1e-300)), np.nan)
+        scale = n_total / total  # delta method: se(D) = se(S) / S
+    if n == n_total:
+        return value, np.zeros_like(value)
+    if n < 2:
+        return value, np.full_like(value, np.inf)
+    se = np.sqrt(np.var(y, axis=0, ddof=1) * (1.0 - n / n_total) / n) * np.abs(scale)
+    return value, se
 
 
-def _next_batch(log_p, kind, n_total, target, first):
-    """Queries still needed for the target: n with (1 - n/N) s^2 / n <= target^2, plus 5 %."""
-    n = log_p.shape[0]
-    s2 = _variance_per_query(log_p, kind)
+def _next_batch(stderr, n, n_total, target, first):
+    """Queries still needed: n' with (1 - n'/N) s^2 / n' <= target^2 (plus 5 %), where
+    s^2 = n se^2 / (1 - n/N) is the per-query variance seen so far."""
+    se = float(np.max(stderr))
+    s2 = n * se * se / max(1.0 - n / n_total, 1e-12)
     needed = s2 / (target * target + s2 / n_total) * 1.05
     return max(math.ceil(needed) - n, min(first, 64), 1)
 
@@ -202,45 +228,71 @@ def _gather(local: np.ndarray, n_rows: int) -> np.ndarray:
     """Concatenates every process's rows (in process order) on every process."""
     from jax.experimental import multihost_utils
 
-    width = local.shape[1:]
-    counts = multihost_utils.process_allgather(np.asarray([local.shape[0]]))
-    longest = int(np.max(counts))
-    padded = np.zeros((longest, *width), local.dtype)
+    counts = np.asarray(multihost_utils.process_allgather(np.asarray([local.shape[0]])))
+    counts = counts.reshape(-1)
+    padded = np.zeros((int(np.max(counts)), *local.shape[1:]), local.dtype)
     padded[: local.shape[0]] = local
     gathered = np.asarray(multihost_utils.process_allgather(padded))
-    pieces = [gathered[p, : int(counts[p, 0])] for p in range(gathered.shape[0])]
-    out = np.concatenate(pieces)
-    assert out.shape[0] == n_rows
+    out = np.concatenate([gathered[p, : int(counts[p])] for p in range(counts.size)])
+    if out.shape[0] != n_rows:
+        raise RuntimeError(f"gathered {out.shape[0]} rows from the processes, expected {n_rows}")
     return out
 
 
-def _estimate(kind, sums_of, n_total, *, n_queries, seed, target_stderr, max_queries, progress):
+def _estimate(kind, plan, *, n_queries, seed, target_stderr, max_queries, control_rows, progress):
+    n_total = plan.n_total
     n_queries = _check_count(n_queries, "n_queries")
     target = _check_target(target_stderr)
     max_queries = n_total if max_queries is None else _check_count(max_queries, "max_queries")
     max_queries = min(max_queries, n_total)
-    sampler = _Sampler(n_total, _rng(seed))
-    estimate = _entropy_estimate if kind == "entropy" else _diversity_estimate
+    rng = _rng(seed)
+    m = _control_size(control_rows, n_total)
+    control = plan.control(rng.choice(n_total, m, replace=False)) if m else None
+    sampler = _Sampler(n_total, rng)
     batch = min(n_queries, max_queries)
-    pieces = []
+    log_p, control_c = [], []
     from tqdm import tqdm
 
     with tqdm(total=None, disable=not progress, desc=f"sampled {kind}", unit="query") as bar:
         while True:
             indices = sampler.draw(batch)
-            sums = sums_of(indices)
-            pieces.append(np.asarray(sums, np.float64))
-            dtype = np.asarray(sums).dtype
+            sums, dtype = plan.sums(indices, control)
+            log_p.append(sums[0])
+            control_c.append(sums[1])
             bar.update(indices.size)
-            log_p = np.concatenate(pieces)
-            value, stderr = estimate(log_p, n_total)
-            n = log_p.shape[0]
+            all_p = np.concatenate(log_p)
+            all_c = None if control is None else np.concatenate(control_c)
+            value, stderr = _estimates(kind, all_p, all_c, control, n_total)
+            n = all_p.shape[0]
             if target is None or n >= max_queries or float(np.max(stderr)) <= target:
                 break
-            batch = min(_next_batch(log_p, kind, n_total, target, n_queries), max_queries - n)
+            batch = min(_next_batch(stderr, n, n_total, target, n_queries), max_queries - n)
             bar.set_postfix(stderr=f"{float(np.max(stderr)):.4f}")
-    cast = (lambda a: dtype.type(a)) if np.ndim(value) == 0 else (lambda a: a.astype(dtype))
-    return SampledEstimate(cast(value), cast(stderr), int(n), int(n_total))
+    if np.ndim(value) == 0:
+        value, stderr = dtype.type(value), dtype.type(stderr)
+    else:
+        value, stderr = value.astype(dtype), stderr.astype(dtype)
+    return SampledEstimate(value, stderr, int(n), int(n_total), int(m))
+
+
+#: Rows of the control variate with ``control_rows="auto"``, used from N >= 16 times as many.
+AUTO_CONTROL_ROWS = 2048
+
+
+def _control_size(control_rows, n_total) -> int:
+    if isinstance(control_rows, str):
+        if control_rows != "auto":
+            raise ValueError(
+                f"control_rows must be 'auto' or an integer >= 0, got {control_rows!r}"
+            )
+        return AUTO_CONTROL_ROWS if n_total >= 16 * AUTO_CONTROL_ROWS else 0
+    if control_rows is None:
+        return 0
+    if isinstance(control_rows, bool) or not isinstance(control_rows, int | np.integer):
+        raise ValueError(f"control_rows must be 'auto' or an integer >= 0, got {control_rows!r}")
+    if control_rows < 0:
+        raise ValueError(f"control_rows must be >= 0, got {control_rows}")
+    return min(int(control_rows), n_total)
 
 
 def _is_source(x) -> bool:
@@ -249,45 +301,95 @@ def _is_source(x) -> bool:
     return isinstance(x, list) and any(isinstance(i, str | os.PathLike | tuple) for i in x)
 
 
-def _sums_function(x, h, *, block_size, block_rows, mesh, distributed, progress):
-    """``(indices) -> l[indices]`` (exact log-sums of those rows against all rows) and N."""
-    if _is_source(x):
-        source = x if isinstance(x, DescriptorSource) else open_source(x)
+class _Plan:
+    """How to get exact log-sums of sampled rows (and the control variate) for one data set."""
 
-        def local_sums(indices):
-            queries = source.take(indices, block_rows)
-            return streamed_log_kernel_sums(
-                queries, source, h, block_rows=block_rows, block_size=block_size, progress=progress
-            )
-
-        n_total = source.n_rows
-    else:
-        reference = prepare_reference(x, block_size=block_size)
-        x = np.asarray(x)
-        n_total = reference.n_rows
-
-        def local_sums(indices):
-            return log_kernel_sums(x[indices], reference, h, block_size=block_size, mesh=mesh)
-
-    if not distributed:
-        return local_sums, n_total
-    import jax
-
-    n_processes, rank = jax.process_count(), jax.process_index()
-
-    def shared_sums(indices):
-        # Every process draws the same indices (same seed); each sums its contiguous share,
-        # then all shares are gathered everywhere in process order.
-        bounds = np.linspace(0, indices.size, n_processes + 1).astype(int)
-        mine = indices[bounds[rank] : bounds[rank + 1]]
-        if mine.size:
-            local = np.asarray(local_sums(mine))
+    def __init__(self, x, h, *, block_size, block_rows, mesh, distributed, progress):
+        self.h, self.block_size, self.block_rows = h, block_size, block_rows
+        self.mesh, self.progress = mesh, progress
+        if _is_source(x):
+            self.source = x if isinstance(x, DescriptorSource) else open_source(x)
+            self.x = self.reference = None
+            self.n_total = self.source.n_rows
         else:
-            shape = (0,) if np.ndim(h) == 0 else (0, np.size(h))
-            local = np.zeros(shape, np.asarray(local_sums(indices[:1])).dtype)
-        return _gather(local, indices.size) if n_processes > 1 else local
+            self.source = None
+            self.reference = prepare_reference(x, block_size=block_size)
+            self.x = np.asarray(x)
+            self.n_total = self.reference.n_rows
+        if distributed:
+            import jax
 
-    return shared_sums, n_total
+            self.n_processes, self.rank = jax.process_count(), jax.process_index()
+        else:
+            self.n_processes, self.rank = 1, 0
+
+    def _rows(self, indices):
+        if self.source is not None:
+            return self.source.take(indices, self.block_rows)
+        return self.x[indices]
+
+    def _share(self, n):
+        """This process's contiguous share [lo, hi) of n items."""
+        bounds = np.linspace(0, n, self.n_processes + 1).astype(int)
+        return bounds[self.rank], bounds[self.rank + 1]
+
+    def _log_sums(self, y, reference):
+        if reference is None:
+            if self.source is not None:
+                return streamed_log_kernel_sums(
+                    y,
+                    self.source,
+                    self.h,
+                    block_rows=self.block_rows,
+                    block_size=self.block_size,
+                    progress=self.progress,
+                )
+            reference = self.reference
+        return np.asarray(
+            log_kernel_sums(y, reference, self.h, block_size=self.block_size, mesh=self.mesh)
+        )
+
+    def control(self, chosen) -> _Control:
+        """Exact totals of the control variate over all N rows: one pass of N x m sums."""
+        m = chosen.size
+        rows = self._rows(np.sort(chosen))
+        against = prepare_reference(rows, block_size=self.block_size)
+        lo, hi = self._share(self.n_total)
+        sum_c = sum_v = 0.0
+        if self.source is not None:
+            pieces = self.source.blocks(self.block_rows)
+            pieces = ((s, b) for s, b in pieces if lo <= s < hi) if self.n_processes > 1 else pieces
+        else:
+            step = max(self.block_rows, 1)
+            pieces = ((s, self.x[s : min(s + step, hi)]) for s in range(lo, hi, step))
+        for _, block in pieces:
+            c = _control_values(self._log_sums(block, against), self.n_total, m)
+            sum_c = sum_c + np.sum(c, axis=0)
+            sum_v = sum_v + np.sum(np.exp(-c), axis=0)
+        if self.n_processes > 1:
+            totals = np.stack(np.broadcast_arrays(sum_c, sum_v))[None]
+            totals = np.sum(_gather(totals, self.n_processes), axis=0)
+            sum_c, sum_v = totals[0], totals[1]
+        return _Control(rows, np.asarray(sum_c), np.asarray(sum_v))
+
+    def sums(self, indices, control):
+        """((l, c) at ``indices`` in float64 (c None without control), result dtype)."""
+        lo, hi = self._share(indices.size)
+        y = self._rows(indices[lo:hi] if hi > lo else indices[:1])
+        log_p = self._log_sums(y, None)
+        dtype = log_p.dtype
+        log_p = np.asarray(log_p, np.float64)
+        c = None
+        if control is not None:
+            log_r = self._log_sums(y, prepare_reference(control.rows, block_size=self.block_size))
+            c = _control_values(log_r, self.n_total, control.rows.shape[0])
+        if hi <= lo:
+            log_p, c = log_p[:0], None if c is None else c[:0]
+        if self.n_processes > 1:
+            both = log_p if c is None else np.stack([log_p, c], axis=1)
+            both = _gather(both, indices.size)
+            log_p, c = (both, None) if c is None else (both[:, 0], both[:, 1])
+        return (log_p, c), dtype
 
 
 _ARGS_DOC = """
@@ -304,6 +406,10 @@ _ARGS_DOC = """
             standard error (the largest over bandwidths) is at most this, or every row (or
             ``max_queries``) is used.
         max_queries: optional cap on the number of queries with ``target_stderr``.
+        control_rows: rows m of the control variate (module docs): ``"auto"`` (2048 when
+            N >= 32768, else none), 0 or None for the plain estimator, or an integer m. It
+            costs one pass of N x m kernel terms and usually cuts the queries needed for a
+            given standard error tenfold or more.
         block_size: kernel block (as in :func:`jaxinfo.log_kernel_sums`).
         block_rows: rows read per step from descriptor files (memory ~ block_rows * d).
         mesh: optional device mesh with a ``"data"`` axis (in-memory x): queries split over
@@ -330,6 +436,7 @@ def estimate_entropy(
     seed=0,
     target_stderr: float | None = None,
     max_queries: int | None = None,
+    control_rows="auto",
     block_size: int = DEFAULT_BLOCK_SIZE,
     block_rows: int = DEFAULT_BLOCK_ROWS,
     mesh=None,
@@ -351,7 +458,7 @@ def estimate_entropy(
         >>> abs(float(est.value) - exact) < 4 * float(est.stderr)
         True
     """
-    sums_of, n_total = _sums_function(
+    plan = _Plan(
         x,
         h,
         block_size=block_size,
@@ -362,12 +469,12 @@ def estimate_entropy(
     )
     return _estimate(
         "entropy",
-        sums_of,
-        n_total,
+        plan,
         n_queries=n_queries,
         seed=seed,
         target_stderr=target_stderr,
         max_queries=max_queries,
+        control_rows=control_rows,
         progress=progress,
     )
 
@@ -380,6 +487,7 @@ def estimate_diversity(
     seed=0,
     target_stderr: float | None = None,
     max_queries: int | None = None,
+    control_rows="auto",
     block_size: int = DEFAULT_BLOCK_SIZE,
     block_rows: int = DEFAULT_BLOCK_ROWS,
     mesh=None,
@@ -401,7 +509,7 @@ def estimate_diversity(
         >>> bool(np.isclose(est.value, jaxinfo.diversity(x, h=0.015), atol=1e-4)), est.exact
         (True, True)
     """
-    sums_of, n_total = _sums_function(
+    plan = _Plan(
         x,
         h,
         block_size=block_size,
@@ -412,12 +520,12 @@ def estimate_diversity(
     )
     return _estimate(
         "diversity",
-        sums_of,
-        n_total,
+        plan,
         n_queries=n_queries,
         seed=seed,
         target_stderr=target_stderr,
         max_queries=max_queries,
+        control_rows=control_rows,
         progress=progress,
     )
 

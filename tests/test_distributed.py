@@ -56,8 +56,9 @@ def test_two_processes_give_the_entropy_of_one(tmp_path):
 def test_two_processes_sample_the_same_queries_from_a_file(tmp_path):
     x = np.random.default_rng(0).normal(scale=0.004, size=(1200, 16))
     np.save(tmp_path / "x.npy", x)
-    summary = run_launcher(tmp_path, "--data", str(tmp_path / "x.npy"), "--n-queries", "301")
-    in_process = jaxinfo.estimate_entropy(x, h=0.015, n_queries=301, seed=0)
+    extra = ["--data", str(tmp_path / "x.npy"), "--n-queries", "301", "--control-rows", "100"]
+    summary = run_launcher(tmp_path, *extra)
+    in_process = jaxinfo.estimate_entropy(x, h=0.015, n_queries=301, seed=0, control_rows=100)
     for w in [*summary["processes"], summary["single"]]:
         assert w["n_queries"] == 301 and w["n_total"] == 1200
         np.testing.assert_allclose(w["entropy"], in_process.value, rtol=0, atol=2e-5)

@@ -34,6 +34,21 @@ def test_all_queries_give_the_exact_values(data, dtype):
     div = jaxinfo.estimate_diversity(data, h=0.015, n_queries=10 * n)
     assert div.exact and float(div.stderr) == 0.0
     np.testing.assert_allclose(div.value, jaxinfo.diversity(data, h=0.015), rtol=0, atol=tol)
+    # With a control variate the exact value is recovered too (its terms cancel).
+    for estimate, exact in [
+        (jaxinfo.estimate_entropy, jaxinfo.entropy),
+        (jaxinfo.estimate_diversity, jaxinfo.diversity),
+    ]:
+        est = estimate(data, h=0.015, n_queries=n, control_rows=200)
+        assert est.exact and est.n_control == 200 and float(est.stderr) == 0.0
+        np.testing.assert_allclose(est.value, exact(data, h=0.015), rtol=0, atol=tol)
+
+
+@pytest.mark.float32_only
+def test_control_variate_reduces_the_standard_error(data):
+    plain = jaxinfo.estimate_entropy(data, n_queries=200, seed=1, control_rows=0)
+    controlled = jaxinfo.estimate_entropy(data, n_queries=200, seed=1, control_rows=300)
+    assert float(controlled.stderr) < 0.5 * float(plain.stderr)
 
 
 def test_several_bandwidths_match_one_at_a_time(data, dtype):
@@ -47,16 +62,18 @@ def test_several_bandwidths_match_one_at_a_time(data, dtype):
 
 
 @pytest.mark.float32_only
-def test_error_is_within_three_standard_errors_for_95_percent_of_seeds(data):
+@pytest.mark.parametrize("control_rows", [0, 128])
+def test_error_is_within_three_standard_errors_for_95_percent_of_seeds(data, control_rows):
     exact_h = float(jaxinfo.entropy(data, h=0.015))
     exact_d = float(jaxinfo.diversity(data, h=0.015))
     inside_h = inside_d = 0
     seeds = range(40)
+    kwargs = {"h": 0.015, "n_queries": 200, "control_rows": control_rows}
     for seed in seeds:
-        est = jaxinfo.estimate_entropy(data, h=0.015, n_queries=300, seed=seed)
-        assert 0 < float(est.stderr) < 0.5
+        est = jaxinfo.estimate_entropy(data, seed=seed, **kwargs)
+        assert 0 < float(est.stderr) < 0.5 and est.n_control == control_rows
         inside_h += abs(float(est.value) - exact_h) <= 3 * float(est.stderr)
-        div = jaxinfo.estimate_diversity(data, h=0.015, n_queries=300, seed=seed)
+        div = jaxinfo.estimate_diversity(data, seed=seed, **kwargs)
         inside_d += abs(float(div.value) - exact_d) <= 3 * float(div.stderr)
     assert inside_h >= 0.95 * len(seeds), inside_h
     assert inside_d >= 0.95 * len(seeds), inside_d
@@ -114,6 +131,8 @@ def test_sampler_draws_without_replacement():
         ({"target_stderr": "a"}, "target_stderr must be a number"),
         ({"max_queries": 0}, "max_queries must be >= 1"),
         ({"seed": 1.5}, "seed must be an integer"),
+        ({"control_rows": -1}, "control_rows must be >= 0"),
+        ({"control_rows": "some"}, "control_rows must be 'auto' or an integer"),
         ({"h": -1.0}, "bandwidth h must be finite and > 0"),
     ],
 )
@@ -169,7 +188,8 @@ def test_streamed_delta_entropy_equals_in_memory(files, data, dtype):
 
 def test_sampled_entropy_from_files_equals_in_memory(files, data, dtype):
     tol = tolerance(dtype, float32=2e-5, float64=1e-10)
-    for kwargs in ({"n_queries": 200, "seed": 4}, {"n_queries": 5000}):
+    cases = [{"n_queries": 200, "seed": 4}, {"n_queries": 150, "control_rows": 100}]
+    for kwargs in [*cases, {"n_queries": 5000}]:
         on_disk = jaxinfo.estimate_entropy(files, h=0.015, block_rows=512, **kwargs)
         in_memory = jaxinfo.estimate_entropy(data, h=0.015, **kwargs)
         assert on_disk.n_queries == in_memory.n_queries

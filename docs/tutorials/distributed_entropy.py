@@ -32,6 +32,7 @@ def parse_args(argv=None):
     parser.add_argument("--data", help=".npy/.npz descriptors (default: synthetic)")
     parser.add_argument("--n-env", type=int, default=4000, help="synthetic rows (default 4000)")
     parser.add_argument("--n-queries", type=int, help="sampled queries (default: all, exact)")
+    parser.add_argument("--control-rows", default="auto", help="control variate rows (or 0)")
     parser.add_argument("--h", type=float, default=0.015, help="bandwidth in 1/Å")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", help="JSON written by process 0")
@@ -56,8 +57,14 @@ def estimate(args, distributed: bool) -> dict:
     x = descriptors(args)
     n_queries = args.n_queries or 2**62
     start = time.perf_counter()
+    control = args.control_rows if args.control_rows == "auto" else int(args.control_rows)
     result = jaxinfo.estimate_entropy(
-        x, h=args.h, n_queries=n_queries, seed=args.seed, distributed=distributed
+        x,
+        h=args.h,
+        n_queries=n_queries,
+        seed=args.seed,
+        control_rows=control,
+        distributed=distributed,
     )
     return {
         "entropy": float(result.value),
@@ -102,6 +109,7 @@ def launch(args) -> dict:
     common = ["--n-env", str(args.n_env), "--h", str(args.h), "--seed", str(args.seed)]
     common += ["--data", args.data] if args.data else []
     common += ["--n-queries", str(args.n_queries)] if args.n_queries else []
+    common += ["--control-rows", str(args.control_rows)]
     common += ["--coordinator", coordinator, "--num-processes", str(args.launch)]
     processes = [
         subprocess.Popen(
