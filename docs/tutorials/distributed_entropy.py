@@ -9,7 +9,7 @@ gathered with a collective (gloo on CPU), so every process ends with the same es
     # one process of a job (what --launch and SLURM start on each task):
     python distributed_entropy.py --coordinator HOST:PORT --num-processes P --process-id I
     # under SLURM (srun sets the coordinator, process count and id):
-    srun python distributed_entropy.py --data descriptors.npy --out result.json
+    srun python distributed_entropy.py --data descriptors.npy --stderr 0.01 --out result.json
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ def parse_args(argv=None):
     parser.add_argument("--data", help=".npy/.npz descriptors (default: synthetic)")
     parser.add_argument("--n-env", type=int, default=4000, help="synthetic rows (default 4000)")
     parser.add_argument("--n-queries", type=int, help="sampled queries (default: all, exact)")
+    parser.add_argument("--stderr", type=float, help="target standard error (nats)")
     parser.add_argument("--control-rows", default="auto", help="control variate rows (or 0)")
     parser.add_argument("--h", type=float, default=0.015, help="bandwidth in 1/Å")
     parser.add_argument("--seed", type=int, default=0)
@@ -55,7 +56,7 @@ def estimate(args, distributed: bool) -> dict:
     import jaxinfo
 
     x = descriptors(args)
-    n_queries = args.n_queries or 2**62
+    n_queries = args.n_queries or (256 if args.stderr else 2**62)
     start = time.perf_counter()
     control = args.control_rows if args.control_rows == "auto" else int(args.control_rows)
     result = jaxinfo.estimate_entropy(
@@ -64,6 +65,7 @@ def estimate(args, distributed: bool) -> dict:
         n_queries=n_queries,
         seed=args.seed,
         control_rows=control,
+        target_stderr=args.stderr,
         distributed=distributed,
     )
     return {
@@ -110,6 +112,7 @@ def launch(args) -> dict:
     common += ["--data", args.data] if args.data else []
     common += ["--n-queries", str(args.n_queries)] if args.n_queries else []
     common += ["--control-rows", str(args.control_rows)]
+    common += ["--stderr", str(args.stderr)] if args.stderr else []
     common += ["--coordinator", coordinator, "--num-processes", str(args.launch)]
     processes = [
         subprocess.Popen(
