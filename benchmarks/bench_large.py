@@ -102,6 +102,11 @@ def main() -> None:
     parser.add_argument("--workdir", default="/tmp/jaxinfo_bench_large")
     parser.add_argument("--out", default=os.path.join(HERE, "measured", "bench_large.json"))
     parser.add_argument("--skip-peer", action="store_true")
+    parser.add_argument(
+        "--only-dh",
+        action="store_true",
+        help="only step 5 (dH), merged into an existing --out JSON",
+    )
     parser.add_argument("--quick", action="store_true", help="N_large 10^5, N_exact 2*10^4")
     args = parser.parse_args()
     if args.quick:
@@ -111,6 +116,10 @@ def main() -> None:
     data = os.path.join(args.workdir, f"cu_{args.n_large}.npy")
     test = os.path.join(args.workdir, f"cu_test_{args.n_test}.npy")
     report: dict = {"machine": machine(), "dtype": "float32", "h": H, "target": args.target}
+    if args.only_dh and os.path.exists(args.out):
+        with open(args.out) as handle:
+            report = json.load(handle)
+        report["dh_rerun_note"] = "dh_* rows from a later invocation with --only-dh"
     started = time.perf_counter()
 
     def save():
@@ -125,6 +134,20 @@ def main() -> None:
     report["n_large"], report["n_exact"], report["n_test"] = args.n_large, args.n_exact, args.n_test
     print("descriptors ready", flush=True)
 
+    if not args.only_dh:
+        steps_2_to_4(args, data, report, save)
+
+    # 5. dH of N_test new environments against N_large references, exact
+    dh_step(args, data, test, report, save)
+
+    # 6. the peer's approximate dH against exact, on N_peer references
+    if not args.skip_peer:
+        peer_step(args, data, test, report)
+    save()
+    print(json.dumps(report, indent=1))
+
+
+def steps_2_to_4(args, data, report, save) -> None:
     # 2. exact H at N_exact (fresh process: time and memory), saving every l_i
     log_p_path = os.path.join(args.workdir, f"log_p_{args.n_exact}.npy")
     exact = measure(
@@ -239,7 +262,8 @@ def main() -> None:
     print("large plain", report["large_plain"], flush=True)
     save()
 
-    # 5. dH of N_test new environments against N_large references, exact
+
+def dh_step(args, data, test, report, save) -> None:
     for mode in ("in_memory", "streamed"):
         call = (
             f'jaxinfo.delta_entropy(y, np.load("{data}"), {H})'
@@ -273,42 +297,40 @@ def main() -> None:
     b = np.load(f"{args.workdir}/dh_streamed.npy")
     report["dh_streamed_vs_in_memory_max_abs"] = float(np.max(np.abs(a - b)))
 
-    # 6. the peer's approximate dH against exact, on N_peer references
-    if not args.skip_peer:
-        try:
-            peer = measure(
-                f"""
-                import numpy as np, jaxinfo
-                from quests.entropy import approx_delta_entropy
-                x = np.ascontiguousarray(np.load("{data}", mmap_mode="r")[:{args.n_peer}])
-                y = np.load("{test}")
-                exact = jaxinfo.delta_entropy(y, x, {H}).astype(np.float64)
-                def run():
-                    return approx_delta_entropy(y.astype(np.float64), x.astype(np.float64), h={H})
-                def summary(d):
-                    err = np.asarray(d, np.float64) - exact
-                    finite = np.isfinite(err)
-                    return {{"mean_error": float(np.mean(err[finite])),
-                             "median_error": float(np.median(err[finite])),
-                             "max_abs_error": float(np.max(np.abs(err[finite]))),
-                             "fraction_infinite": float(1 - finite.mean()),
-                             "mean_exact": float(exact.mean())}}
-                """,
-                repeats=0,
-                timeout=900,
-            )
-            report["peer_approx"] = {
-                "n_references": args.n_peer,
-                "n_queries": args.n_test,
-                "seconds": peer["first_s"],
-                "peak_rss_mib": peer["peak_rss_mib"],
-                **peer["value"],
-            }
-        except Exception as error:  # the peer is optional
-            report["peer_approx"] = {"error": str(error)[-500:]}
-        print("peer", report["peer_approx"], flush=True)
-    save()
-    print(json.dumps(report, indent=1))
+
+def peer_step(args, data, test, report) -> None:
+    try:
+        peer = measure(
+            f"""
+            import numpy as np, jaxinfo
+            from quests.entropy import approx_delta_entropy
+            x = np.ascontiguousarray(np.load("{data}", mmap_mode="r")[:{args.n_peer}])
+            y = np.load("{test}")
+            exact = jaxinfo.delta_entropy(y, x, {H}).astype(np.float64)
+            def run():
+                return approx_delta_entropy(y.astype(np.float64), x.astype(np.float64), h={H})
+            def summary(d):
+                err = np.asarray(d, np.float64) - exact
+                finite = np.isfinite(err)
+                return {{"mean_error": float(np.mean(err[finite])),
+                         "median_error": float(np.median(err[finite])),
+                         "max_abs_error": float(np.max(np.abs(err[finite]))),
+                         "fraction_infinite": float(1 - finite.mean()),
+                         "mean_exact": float(exact.mean())}}
+            """,
+            repeats=0,
+            timeout=900,
+        )
+        report["peer_approx"] = {
+            "n_references": args.n_peer,
+            "n_queries": args.n_test,
+            "seconds": peer["first_s"],
+            "peak_rss_mib": peer["peak_rss_mib"],
+            **peer["value"],
+        }
+    except Exception as error:  # the peer is optional
+        report["peer_approx"] = {"error": str(error)[-500:]}
+    print("peer", report["peer_approx"], flush=True)
 
 
 if __name__ == "__main__":

@@ -169,12 +169,17 @@ class DescriptorSource:
         """Yields ``(first_row, rows)`` with (<= block_rows, d) in-memory arrays, in order.
 
         Blocks do not straddle parts; each holds ``block_rows`` rows except a part's last.
+        A ``.npy`` file (or stored ``.npz`` entry) is read with plain file reads into one
+        buffer that the next block overwrites (so resident memory stays at one block): copy a
+        block to keep it.
         """
         block_rows = _check_block_rows(block_rows)
         start = 0
         for part in self.parts:
             if isinstance(part, _StreamPart):
                 pieces = part.chunks(block_rows)
+            elif _readable_map(part):
+                pieces = _read_blocks(part, block_rows)
             else:
                 pieces = (part[i : i + block_rows] for i in range(0, part.shape[0], block_rows))
             for piece in pieces:
@@ -217,6 +222,37 @@ class DescriptorSource:
                 out[order[lo:hi]] = rows
             start = stop
         return out
+
+
+def _readable_map(part) -> bool:
+    """A whole C-ordered file mapping, whose blocks can be read with plain file reads."""
+    return (
+        isinstance(part, np.memmap)
+        and isinstance(getattr(part, "filename", None), str)
+        and part.flags.c_contiguous
+        and part.base is not None
+        and getattr(part, "offset", None) is not None
+        and part.ndim == 2
+    )
+
+
+def _read_blocks(part: np.memmap, block_rows: int) -> Iterator[np.ndarray]:
+    """Blocks of a memory-mapped file read with ``readinto`` into one reused buffer, so the
+    pages read are not kept mapped (resident memory stays at one block, not the file)."""
+    row_bytes = part.dtype.itemsize * part.shape[1]
+    buffer = np.empty((min(block_rows, part.shape[0]), part.shape[1]), part.dtype)
+    with open(part.filename, "rb", buffering=0) as handle:
+        handle.seek(part.offset)
+        for start in range(0, part.shape[0], block_rows):
+            n = min(block_rows, part.shape[0] - start)
+            view = memoryview(buffer[:n].reshape(-1).view(np.uint8))
+            got = 0
+            while got < n * row_bytes:
+                read = handle.readinto(view[got:])
+                if not read:
+                    raise ValueError(f"{part.filename} ends before its {part.shape[0]} rows")
+                got += read
+            yield buffer[:n]
 
 
 def _check_block_rows(block_rows) -> int:

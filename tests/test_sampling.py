@@ -168,7 +168,7 @@ def test_source_reads_every_format_block_by_block(files, data):
     source = jaxinfo.open_source(files)
     assert source.shape == data.shape
     assert isinstance(source.parts[0], np.memmap) and isinstance(source.parts[1], np.memmap)
-    blocks = list(source.blocks(256))
+    blocks = [(start, rows.copy()) for start, rows in source.blocks(256)]
     assert max(rows.shape[0] for _, rows in blocks) == 256
     np.testing.assert_array_equal(np.concatenate([rows for _, rows in blocks]), data)
     assert [start for start, _ in blocks][:3] == [0, 256, 500]
