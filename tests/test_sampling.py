@@ -51,12 +51,14 @@ def test_control_variate_reduces_the_standard_error(data):
     assert float(controlled.stderr) < 0.5 * float(plain.stderr)
 
 
-def test_several_bandwidths_match_one_at_a_time(data, dtype):
+@pytest.mark.parametrize("control_rows", [0, 200])
+def test_several_bandwidths_match_one_at_a_time(data, dtype, control_rows):
     tol = tolerance(dtype, float32=2e-5, float64=1e-10)
-    both = jaxinfo.estimate_entropy(data, h=np.array([0.01, 0.02]), n_queries=200, seed=5)
+    kwargs = {"n_queries": 200, "seed": 5, "control_rows": control_rows}
+    both = jaxinfo.estimate_entropy(data, h=np.array([0.01, 0.02]), **kwargs)
     assert both.value.shape == both.stderr.shape == (2,)
     for i, h in enumerate([0.01, 0.02]):
-        one = jaxinfo.estimate_entropy(data, h=h, n_queries=200, seed=5)
+        one = jaxinfo.estimate_entropy(data, h=h, **kwargs)
         np.testing.assert_allclose(both.value[i], one.value, atol=tol)
         np.testing.assert_allclose(both.stderr[i], one.stderr, rtol=1e-3)
 
