@@ -354,6 +354,7 @@ class _Plan:
         m = chosen.size
         rows = self._rows(np.sort(chosen))
         against = prepare_reference(rows, block_size=self.block_size)
+        self.control_reference = against  # reused for the control values of every query
         lo, hi = self._share(self.n_total)
         sum_c = sum_v = 0.0
         if self.source is not None:
@@ -381,7 +382,7 @@ class _Plan:
         log_p = np.asarray(log_p, np.float64)
         c = None
         if control is not None:
-            log_r = self._log_sums(y, prepare_reference(control.rows, block_size=self.block_size))
+            log_r = self._log_sums(y, self.control_reference)
             c = _control_values(log_r, self.n_total, control.rows.shape[0])
         if hi <= lo:
             log_p, c = log_p[:0], None if c is None else c[:0]
