@@ -21,27 +21,35 @@ from jaxinfo.estimators import (
 )
 from jaxinfo.kernels import PreparedReference, log_kernel_sums, prepare_reference
 from jaxinfo.neighbours import NeighbourTable, neighbour_table
+from jaxinfo.sampling import SampledEstimate, estimate_diversity, estimate_entropy
 from jaxinfo.selection import select, selection_summary
 from jaxinfo.sharding import data_mesh
+from jaxinfo.streaming import DescriptorSource, delta_entropy_streamed, open_source
 
 __version__ = "0.1.0"
 
 __all__ = [
     "DatasetMetrics",
+    "DescriptorSource",
     "NeighbourTable",
     "PreparedReference",
+    "SampledEstimate",
     "atomic_volume",
     "bandwidth_from_volume",
     "data_mesh",
     "dataset_metrics",
     "delta_entropy",
+    "delta_entropy_streamed",
     "descriptors",
     "diversity",
     "entropy",
     "environment_descriptor",
+    "estimate_diversity",
+    "estimate_entropy",
     "log_density",
     "log_kernel_sums",
     "neighbour_table",
+    "open_source",
     "overlap",
     "prepare_reference",
     "select",
