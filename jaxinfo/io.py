@@ -192,6 +192,12 @@ def _iread(path: Path, index: int | slice, fmt: str) -> Iterator[Atoms]:
         yield atoms
 
 
+def _mixed_signs(index: slice) -> bool:
+    """Whether one bound of ``index`` counts from the end and the other from the start."""
+    bounds = [b for b in (index.start, index.stop) if b is not None]
+    return len(bounds) == 2 and (bounds[0] < 0) != (bounds[1] < 0)
+
+
 def _stream(path: Path, index: int | slice, fmt: str, single: bool) -> Iterator[Atoms]:
     if single:
         # ase asserts that single-frame formats are read from frame 0 or -1: read the one frame
@@ -207,6 +213,13 @@ def _stream(path: Path, index: int | slice, fmt: str, single: bool) -> Iterator[
         wanted = range(n_frames)[index]
         forward = slice(wanted[-1], wanted[0] + 1, -wanted.step) if len(wanted) else None
         frames = reversed(list(_iread(path, forward, fmt))) if forward else iter(())
+    elif isinstance(index, slice) and _mixed_signs(index):
+        # ase's extxyz reader ignores a negative start when the stop is not negative ('@-2:1'
+        # read frame 0, '@-5:4' frames 0-3): count the frames and read non-negative bounds.
+        n_frames = sum(1 for _ in _iread(path, slice(None), fmt))
+        wanted = range(n_frames)[index]
+        forward = slice(wanted.start, wanted.stop, wanted.step) if len(wanted) else None
+        frames = _iread(path, forward, fmt) if forward else iter(())
     else:
         frames = _iread(path, index, fmt)
     count = 0

@@ -140,7 +140,12 @@ def test_script_refuses_to_overwrite(tmp_path):
 def test_script_is_deterministic(tmp_path):
     """One frame per condition reproduces the first frame of each condition in the shipped file.
 
-    Runs the full equilibration of every condition (about a minute on two cores).
+    Runs the full equilibration of every condition (about a minute on two cores). The MD is
+    deterministic but not bit-reproducible across numpy/BLAS builds: last-bit differences in the
+    forces are amplified by the dynamics, most in the liquid (measured with numpy 2.4.6: solid
+    and surface frames identical to 6 decimals with energies within 6e-14 relative; the liquid
+    within 1.5e-5 A and 4e-7 relative). A changed recipe (seed, temperature, steps) moves atoms
+    by ~0.1-1 A, far beyond the tolerances below.
     """
     out = tmp_path / "cu.xyz"
     result = subprocess.run(
@@ -157,5 +162,5 @@ def test_script_is_deterministic(tmp_path):
     assert [a.info["label"] for a in regenerated] == LABELS
     for atoms in regenerated:
         reference = shipped[atoms.info["label"]]
-        np.testing.assert_array_equal(atoms.positions, reference.positions)
-        assert atoms.get_potential_energy() == reference.info["energy"]
+        np.testing.assert_allclose(atoms.positions, reference.positions, rtol=0, atol=1e-3)
+        assert atoms.get_potential_energy() == pytest.approx(reference.info["energy"], rel=1e-5)

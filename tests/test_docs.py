@@ -169,7 +169,10 @@ def test_every_tutorial_script_is_shown_in_a_page():
 
 
 @pytest.mark.parametrize("page", pages_with_python())
-def test_page_code_runs(page, tmp_path, docs_env):
+def test_page_code_runs(page, tmp_path, docs_env, precision):
+    """The page's Python blocks run as a user would: in the default float32, and with
+    ``JAX_ENABLE_X64=1`` in the float64 run."""
+    env = dict(docs_env, JAX_ENABLE_X64="1" if precision == "float64" else "0")
     code = "\n\n".join(
         body for lang, body, skip in code_blocks(DOCS / page) if lang == "python" and not skip
     )
@@ -178,7 +181,7 @@ def test_page_code_runs(page, tmp_path, docs_env):
     result = subprocess.run(
         [sys.executable, str(script)],
         cwd=tmp_path,
-        env=docs_env,
+        env=env,
         capture_output=True,
         text=True,
         timeout=900,

@@ -117,6 +117,7 @@ def test_parse_source_slice_round_trip(start, stop, step):
 
 SELECTIONS = ["", "@0", "@3", "@-1", "@-7", "@2:5", "@::2", "@1::3", "@-3:", "@:-2", "@-100:3"]
 SELECTIONS += ["@2:100", "@::-1", "@5:1:-2", "@-2::-3", "@:"]
+SELECTIONS += ["@-5:4", "@-6:6:2", "@1:-2:2"]  # mixed signs (ase's extxyz ignored the start)
 
 
 @pytest.mark.parametrize("fmt", ["extxyz", "traj"])
@@ -245,7 +246,7 @@ def test_unreadable_file(tmp_path, name, content):
 
 
 def test_empty_selection(multi_files):
-    for selection in ("@7", "@-8", "@5:5", "@10:", "@3:1"):
+    for selection in ("@7", "@-8", "@5:5", "@10:", "@3:1", "@-2:1", "@4:-4"):
         with pytest.raises(InputError, match="selects no frames") as info:
             list(iter_structures(f"{multi_files['extxyz']}{selection}"))
         assert "md.xyz" in str(info.value)
