@@ -50,6 +50,9 @@ def test_two_processes_give_the_entropy_of_one(tmp_path):
     for w in workers:
         assert w["n_queries"] == 1500 and w["stderr"] == 0.0
         np.testing.assert_allclose(w["entropy"], single["entropy"], rtol=0, atol=2e-5)
+        # The exact estimator with mesh= over both processes' devices.
+        assert w["mesh_devices"] == 2
+        np.testing.assert_allclose(w["mesh_entropy"], single["entropy"], rtol=0, atol=2e-5)
 
 
 @pytest.mark.float32_only
