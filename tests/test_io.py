@@ -457,7 +457,7 @@ def test_write_per_atom_rejects(tmp_path):
         write_per_atom(path, structures, {"positions": np.zeros(2)})
     with pytest.raises(ValueError, match="identifier"):
         write_per_atom(path, structures, {"delta H": np.zeros(2)})
-    with pytest.raises(ValueError, match="floating-point"):
+    with pytest.raises(ValueError, match="real numbers"):
         write_per_atom(path, structures, {"dH": np.array(["a", "b"])})
     assert not path.exists()
 
