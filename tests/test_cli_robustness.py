@@ -213,6 +213,7 @@ def test_closed_stdout_keeps_the_json(tmp_path, env):
     first = process.stdout.readline()
     process.stdout.close()
     stderr = process.stderr.read().decode()
+    process.stderr.close()
     process.wait(timeout=300)
     assert first
     assert process.returncode == 0, stderr
