@@ -62,7 +62,9 @@ def main() -> None:
         ours_prepared = median_seconds(
             lambda y=y: jaxinfo.delta_entropy(y, prepared, h), args.repeats
         )
-        ours_plain = median_seconds(lambda y=y: jaxinfo.delta_entropy(y, reference, h), args.repeats)
+        ours_plain = median_seconds(
+            lambda y=y: jaxinfo.delta_entropy(y, reference, h), args.repeats
+        )
         row = {
             "queries": m,
             "references": args.references,
@@ -80,7 +82,9 @@ def main() -> None:
         )
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / "bench_small_calls.json"
-    path.write_text(json.dumps({"machine": machine(), "dtype": str(x.dtype), "rows": rows}, indent=2))
+    path.write_text(
+        json.dumps({"machine": machine(), "dtype": str(x.dtype), "rows": rows}, indent=2)
+    )
     print(f"wrote {path}")
 
 

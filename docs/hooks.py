@@ -8,6 +8,10 @@
   name is documented without editing the page; ``<!-- cli-reference -->`` in ``cli.md`` becomes
   the ``--help`` text of ``jaxinfo`` and of each verb, rendered from the argparse parser.
 
+* ``on_files``: MathJax 3 (``tex-mml-chtml.js`` and its CHTML fonts) is copied from the
+  ``django-static-mathjax`` wheel into ``javascripts/mathjax/`` of the site, so that equations
+  render offline; no page loads a remote script.
+
 ``tests/test_docs.py`` imports :func:`missing_docstrings` from here.
 """
 
@@ -231,3 +235,38 @@ def on_page_markdown(markdown, page, config, files):
     if CLI_MARKER in markdown:
         markdown = markdown.replace(CLI_MARKER, cli_reference_markdown())
     return markdown
+
+
+MATHJAX_DIST = "django-static-mathjax"
+MATHJAX_DEST = "javascripts/mathjax"
+
+
+def mathjax_files() -> list[tuple[str, str]]:
+    """(absolute source path, site path) of the MathJax files the site needs: the combined
+    ``tex-mml-chtml.js`` component and the woff-v2 fonts of its CHTML output."""
+    import importlib.metadata
+    from pathlib import Path
+
+    try:
+        distribution = importlib.metadata.distribution(MATHJAX_DIST)
+    except importlib.metadata.PackageNotFoundError:
+        return []
+    es5 = Path(distribution.locate_file("mathjax/static/mathjax/es5"))
+    fonts = es5 / "output" / "chtml" / "fonts" / "woff-v2"
+    wanted = [es5 / "tex-mml-chtml.js", *sorted(fonts.glob("*.woff"))]
+    return [(str(path), f"{MATHJAX_DEST}/{path.relative_to(es5).as_posix()}") for path in wanted]
+
+
+def on_files(files, config):
+    """Adds the bundled MathJax files to the site (fails the build when they are missing)."""
+    from mkdocs.exceptions import PluginError
+    from mkdocs.structure.files import File
+
+    found = mathjax_files()
+    if not found:
+        raise PluginError(
+            f"MathJax is bundled from the {MATHJAX_DIST} wheel: pip install '.[docs]'"
+        )
+    for source, destination in found:
+        files.append(File.generated(config, destination, abs_src_path=source))
+    return files

@@ -96,7 +96,7 @@ def main(argv=None):
 
     frames = load_example()
     labels = [a.info["label"] for a in frames]
-    energy = np.array([a.info["energy"] / len(a) for a in frames])  # eV/atom
+    energy = np.array([a.get_potential_energy() / len(a) for a in frames])  # eV/atom
     t0 = time.perf_counter()
     x_all = np.asarray(jaxinfo.descriptors(frames))
     clock["descriptors_s"] = time.perf_counter() - t0

@@ -207,10 +207,13 @@ def _dispatch(items, batch, stack, n_bucket, k, cutoff, dtype):
     host builds the next stack's tables while this one is computed.
     """
     positions, cells, table = _stack_tables(items, batch, stack, n_bucket, k, cutoff)
+    # numpy arguments go to the jitted function as they are (converted on the host): wrapping
+    # them in jnp.asarray first compiles a small copy or conversion program per shape and dtype
+    # (six of them per size bucket on a cold start).
     return _stacked_descriptors(
-        jnp.asarray(positions, dtype=dtype),
-        jnp.asarray(cells, dtype=dtype),
-        NeighbourTable(jnp.asarray(table.index), jnp.asarray(table.shift), jnp.asarray(table.mask)),
+        np.asarray(positions, dtype=dtype),
+        np.asarray(cells, dtype=dtype),
+        NeighbourTable(table.index, table.shift, table.mask),
         cutoff,
     )
 

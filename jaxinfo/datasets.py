@@ -67,13 +67,10 @@ def example_path() -> Path:
 
 
 def _read_all() -> list[Atoms]:
-    frames = ase.io.read(example_path(), index=":", format="extxyz")
-    for atoms in frames:
-        # extxyz moves the 'energy' key of the comment line into a SinglePointCalculator; mirror it
-        # in atoms.info so that both atoms.info["energy"] and atoms.get_potential_energy() work.
-        if atoms.calc is not None and "energy" in atoms.calc.results:
-            atoms.info["energy"] = float(atoms.calc.results["energy"])
-    return frames
+    # extxyz moves the 'energy' key of the comment line into a SinglePointCalculator. The energy
+    # is not copied to atoms.info: ase.io.write refuses a key that is both in atoms.info and in
+    # the calculator's results, and the frames must be writable as read.
+    return ase.io.read(example_path(), index=":", format="extxyz")
 
 
 def example_labels() -> list[str]:
@@ -91,9 +88,10 @@ def load_example(label: str | Iterable[str] | None = None) -> list[Atoms]:
 
     Returns:
         A list of fresh :class:`ase.Atoms` (callers may modify them). Each carries
-        ``info['label']`` (str), ``info['temperature_K']`` (float, K) and ``info['energy']``
-        (float, eV, EMT potential energy of the frame), positions of shape (n_atoms, 3) in Å, and
-        a single-point calculator with the energy (eV) and forces ((n_atoms, 3), eV/Å).
+        ``info['label']`` (str) and ``info['temperature_K']`` (float, K), positions of shape
+        (n_atoms, 3) in Å, and a single-point calculator with the EMT potential energy
+        (``atoms.get_potential_energy()``, eV) and forces (``atoms.get_forces()``, (n_atoms, 3),
+        eV/Å). The frames can be written back with :func:`ase.io.write` as they are.
 
     Raises:
         ValueError: if a requested label is not in the file; the message lists the available ones.

@@ -23,8 +23,10 @@ message names the file.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
@@ -37,6 +39,7 @@ from ase.calculators.singlepoint import SinglePointCalculator
 __all__ = [
     "InputError",
     "MissingInputError",
+    "atomic_output",
     "check_writable",
     "is_descriptor_file",
     "iter_structures",
@@ -57,6 +60,10 @@ _SELECTION = re.compile(
 # Names that ase's extxyz reader or writer treats specially; per-atom results must not use them.
 _RESERVED_ARRAYS = frozenset({"numbers", "positions", "species", "pos", "Z", "momenta", "masses"})
 _ARRAY_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+#: Temporary files of outputs being written (deleted by the command line on SIGINT/SIGTERM).
+_PENDING_OUTPUTS: set[str] = set()
 
 
 class InputError(ValueError):
@@ -255,7 +262,7 @@ def is_descriptor_file(path: str | os.PathLike) -> bool:
     return Path(path).suffix.lower() in DESCRIPTOR_SUFFIXES
 
 
-def load_descriptor_file(path: str | os.PathLike) -> np.ndarray:
+def load_descriptor_file(path: str | os.PathLike, *, metadata: bool = False):
     """Loads an (n, d) descriptor matrix from ``.npy`` or ``.npz``.
 
     An ``.npz`` file must hold the key ``'descriptors'`` (as written by :func:`save_descriptors`),
@@ -263,15 +270,19 @@ def load_descriptor_file(path: str | os.PathLike) -> np.ndarray:
 
     Args:
         path: the file to read.
+        metadata: also return the other arrays of an ``.npz`` file (its provenance: ``k``,
+            ``cutoff``, ``species``, ``dtype``, ``sources``, per-row ``row_source``,
+            ``row_frame``, ``row_atom``, as written by ``jaxinfo descriptors``).
 
     Returns:
         A numpy array of shape (n, d), n >= 1 environments of d features (1/Å), with the stored
-        floating dtype; integer arrays are converted to float64.
+        floating dtype; with ``metadata=True`` a tuple ``(x, dict)`` of that array and the other
+        arrays by name (empty for ``.npy``).
 
     Raises:
         InputError: if the file is missing (:class:`MissingInputError`), not ``.npy``/``.npz``,
-            unreadable, has no suitable key, or the array is not a non-empty, finite, real 2-D
-            array.
+            unreadable, has no suitable key, or the array is not a non-empty, finite, 2-D
+            floating-point array (integers are refused: descriptors are real values in 1/Å).
     """
     path = Path(path)
     if not is_descriptor_file(path):
@@ -283,12 +294,19 @@ def load_descriptor_file(path: str | os.PathLike) -> np.ndarray:
             loaded = np.load(handle, allow_pickle=False)
         except Exception as exc:  # bad magic, truncated data, pickled objects, ...
             raise InputError(f"cannot read {path}: {_one_line(exc)}") from exc
+        extra: dict[str, np.ndarray] = {}
         if isinstance(loaded, np.ndarray):
             x = loaded
         else:
             with loaded:
                 x = _npz_descriptors(loaded, path)
-    return _check_descriptor_array(x, path)
+                if metadata and DESCRIPTOR_KEY in loaded.files:
+                    for key in loaded.files:
+                        if key != DESCRIPTOR_KEY:
+                            with contextlib.suppress(Exception):
+                                extra[key] = loaded[key]
+    x = _check_descriptor_array(x, path)
+    return (x, extra) if metadata else x
 
 
 def _npz_descriptors(loaded, path: Path) -> np.ndarray:
@@ -315,10 +333,10 @@ def _check_descriptor_array(x: np.ndarray, path: Path) -> np.ndarray:
         raise InputError(f"descriptors in {path} must be 2-D (n, d), got shape {x.shape}")
     if x.shape[0] == 0 or x.shape[1] == 0:
         raise InputError(f"descriptors in {path} are empty, shape {x.shape}")
-    if np.issubdtype(x.dtype, np.integer) or x.dtype == np.bool_:
-        x = x.astype(np.float64)
-    elif not np.issubdtype(x.dtype, np.floating):
-        raise InputError(f"descriptors in {path} must be real numbers, got dtype {x.dtype}")
+    if not np.issubdtype(x.dtype, np.floating):
+        raise InputError(
+            f"descriptors in {path} must be floating-point numbers (1/Å), got dtype {x.dtype}"
+        )
     if not np.all(np.isfinite(x)):
         raise InputError(f"descriptors in {path} contain NaN or infinite values")
     return x
@@ -338,30 +356,80 @@ def check_writable(path: str | os.PathLike, overwrite: bool) -> Path:
         FileExistsError: if ``path`` exists and ``overwrite`` is false.
         IsADirectoryError: if ``path`` is a directory.
         FileNotFoundError: if the parent directory does not exist.
+        PermissionError: if the parent directory is not writable.
     """
     path = Path(path)
     if path.is_dir():
         raise IsADirectoryError(f"output {path} is a directory")
     if path.exists() and not overwrite:
-        raise FileExistsError(
-            f"refusing to overwrite existing file {path}; pass overwrite=True "
-            "(--overwrite on the command line) to replace it"
-        )
+        raise _refuse(path)
     parent = path.parent
     if not parent.is_dir():
         raise FileNotFoundError(f"output directory {parent} does not exist (for {path})")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise PermissionError(f"output directory {parent} is not writable (for {path})")
     return path
 
 
-def _open_for_writing(path: Path, overwrite: bool, mode: str):
-    """Opens ``path`` for writing; with ``overwrite=False`` creation is exclusive (no race)."""
+def _refuse(path: Path) -> FileExistsError:
+    return FileExistsError(
+        f"refusing to overwrite existing file {path}; pass overwrite=True "
+        "(--overwrite on the command line) to replace it"
+    )
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike, overwrite: bool = False, binary: bool = False):
+    """Writes an output file atomically: a temporary file in the same directory, renamed at the end.
+
+    Readers (and an interrupted run) never see a partial file: until the ``with`` block ends
+    without an exception, ``path`` is untouched; then the complete file takes its place in one
+    rename. On an exception the temporary file is deleted. Without ``overwrite`` the final step
+    refuses to replace a file that appeared meanwhile.
+
+    Args:
+        path: the output file.
+        overwrite: whether an existing file may be replaced.
+        binary: open the temporary file in binary mode (else text, UTF-8).
+
+    Yields:
+        The open file object to write to.
+
+    Raises:
+        FileExistsError: if ``path`` exists (or appears meanwhile) and ``overwrite`` is false.
+        OSError: as :func:`check_writable` for a missing or read-only directory.
+
+    Example:
+        ```python
+        with atomic_output("result.json") as handle:
+            json.dump(record, handle)
+        ```
+    """
+    path = check_writable(path, overwrite)
+    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    _PENDING_OUTPUTS.add(temporary)
     try:
-        return open(path, ("w" if overwrite else "x") + mode)
-    except FileExistsError:
-        raise FileExistsError(
-            f"refusing to overwrite existing file {path}; pass overwrite=True "
-            "(--overwrite on the command line) to replace it"
-        ) from None
+        kwargs = {} if binary else {"encoding": "utf-8"}
+        with os.fdopen(fd, "wb" if binary else "w", **kwargs) as handle:
+            yield handle
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)  # mkstemp creates 0600; outputs get the usual mode
+        if overwrite:
+            os.replace(temporary, path)
+        else:
+            try:
+                os.link(temporary, path)  # fails if path exists: no race with another writer
+            except FileExistsError:
+                raise _refuse(path) from None
+            except OSError:  # no hard links on this file system
+                if path.exists():
+                    raise _refuse(path) from None
+                os.replace(temporary, path)
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        _PENDING_OUTPUTS.discard(temporary)
 
 
 def save_descriptors(path: str | os.PathLike, x, *, overwrite: bool = False, **metadata) -> Path:
@@ -403,8 +471,7 @@ def save_descriptors(path: str | os.PathLike, x, *, overwrite: bool = False, **m
                 "use numbers, booleans or strings"
             )
         arrays[key] = arr
-    check_writable(path, overwrite)
-    with _open_for_writing(path, overwrite, "b") as handle:
+    with atomic_output(path, overwrite, binary=True) as handle:
         np.savez(handle, **arrays)
     return path
 
@@ -475,6 +542,6 @@ def write_per_atom(
                 frame.info.pop(key, None)
             frame.calc = SinglePointCalculator(frame, **atoms.calc.results)
         frames.append(frame)
-    with _open_for_writing(path, overwrite, "") as handle:
+    with atomic_output(path, overwrite) as handle:
         ase.io.write(handle, frames, format="extxyz")
     return path

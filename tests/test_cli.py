@@ -24,6 +24,10 @@ from jaxinfo import io as jio
 from jaxinfo.datasets import example_path, load_example
 
 EXAMPLE = str(example_path())
+
+# The CLI runs in subprocesses whose precision is set by --dtype, not by the test's precision;
+# numbers are compared with the API in float32 (and in float64 where a test says so).
+pytestmark = pytest.mark.float32_only
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
@@ -34,6 +38,7 @@ def cli_env(tmp_path_factory):
     env.pop("JAX_ENABLE_X64", None)
     env.update(
         JAX_COMPILATION_CACHE_DIR=str(tmp_path_factory.mktemp("xla_cache")),
+        XDG_CACHE_HOME=str(tmp_path_factory.mktemp("xdg_cache")),
         JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
         JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0",
         JAX_PLATFORMS="cpu",
@@ -104,6 +109,7 @@ def read_json(path):
 # Results equal the Python API's
 
 
+@pytest.mark.float64_only
 def test_entropy_float64_several_bandwidths_match_api(tmp_path, cli_env, files):
     """--dtype float64 switches JAX to x64; values match the API to 1e-9 for each bandwidth,
     and streaming one structure per chunk gives the same numbers."""
@@ -393,6 +399,7 @@ def test_more_user_errors_in_process(tmp_path, files, capsys, monkeypatch, name)
     from jaxinfo.cli import main
 
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("JAXINFO_NO_CACHE", "1")  # no cache in the home directory
     case, fragments = IN_PROCESS_ERRORS[name]
     try:
         code = main(_fill(case, files))

@@ -244,3 +244,27 @@ def test_mkdocs_build_strict(tmp_path):
     assert 'id="jaxinfo.entropy"' in api
     cli = (tmp_path / "cli" / "index.html").read_text(encoding="utf-8")
     assert "usage: jaxinfo dh" in cli
+    _assert_offline_site(tmp_path)
+
+
+REMOTE_SCRIPT = re.compile(r"<script\b[^>]*\bsrc=[\"']?(?:https?:)?//", re.IGNORECASE)
+
+
+def _assert_offline_site(site: Path) -> None:
+    """Issue 13: the site works offline (no remote script, MathJax bundled), examples render as
+    code and defaults as numbers."""
+    remote = [
+        str(page.relative_to(site))
+        for page in site.rglob("*.html")
+        if REMOTE_SCRIPT.search(page.read_text(encoding="utf-8"))
+    ]
+    assert remote == [], f"pages loading a remote script: {remote}"
+    assert (site / "javascripts" / "mathjax" / "tex-mml-chtml.js").stat().st_size > 100_000
+    fonts = site / "javascripts" / "mathjax" / "output" / "chtml" / "fonts" / "woff-v2"
+    assert any(fonts.glob("MathJax_Main-Regular.woff"))
+    concepts = (site / "concepts" / "index.html").read_text(encoding="utf-8")
+    assert 'src="../javascripts/mathjax/tex-mml-chtml.js"' in concepts
+    api = (site / "api" / "index.html").read_text(encoding="utf-8")
+    assert "DEFAULT_K" not in api and "DEFAULT_BANDWIDTH" not in api
+    assert "k: int = 32" in re.sub(r"<[^>]+>", "", api)
+    assert 'class="admonition example"' not in api  # Example: sections render as code

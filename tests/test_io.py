@@ -319,8 +319,9 @@ def test_npy_round_trip(tmp_path):
     y = load_descriptor_file(str(path))
     assert y.dtype == np.float32
     np.testing.assert_array_equal(y, x)
-    np.save(path, np.arange(6).reshape(2, 3))  # integers become float64
-    assert load_descriptor_file(path).dtype == np.float64
+    np.save(path, np.arange(6).reshape(2, 3))  # integers are refused (issue 13)
+    with pytest.raises(InputError, match="floating-point"):
+        load_descriptor_file(path)
 
 
 def test_npz_single_other_key(tmp_path):
@@ -337,7 +338,7 @@ def test_npz_single_other_key(tmp_path):
         ({"descriptors": np.ones(5)}, "2-D"),
         ({"descriptors": np.ones((2, 3, 4))}, "2-D"),
         ({"descriptors": np.ones((0, 3))}, "empty"),
-        ({"descriptors": np.array([["a", "b"]])}, "real numbers"),
+        ({"descriptors": np.array([["a", "b"]])}, "floating-point"),
         ({"descriptors": np.array([[1.0, np.nan]])}, "NaN"),
     ],
 )

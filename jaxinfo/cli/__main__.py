@@ -2,7 +2,7 @@
 
 import sys
 
-from jaxinfo.cli import main
+from jaxinfo_launch import main
 
 if __name__ == "__main__":
     sys.exit(main())

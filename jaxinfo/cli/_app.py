@@ -1,14 +1,17 @@
 """The command-line framework: verb table, shared option groups, error handling, output.
 
 A verb is a function ``run(args, ctx) -> Report`` registered with :func:`verb`, together with
-the option groups it takes. :func:`main` parses the command line, switches JAX to float64 when
-asked (before any computation), checks that every output file may be written (before any
-computation), runs the verb, prints its tables and writes the JSON record.
+the option groups it takes. :func:`main` parses the command line, enables JAX's persistent
+compilation cache, checks that every output file may be written (before any computation), runs
+the verb (inside ``jax.enable_x64`` with ``--dtype float64``; JAX's global setting is left
+alone), writes the JSON record and then prints its tables. Every output file is written to a
+temporary file in its directory and renamed into place (:func:`jaxinfo.io.atomic_output`).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import inspect
 import json
@@ -28,6 +31,15 @@ PROG = "jaxinfo"
 EXIT_OK = 0
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+
+#: Bandwidths accepted on the command line (1/Å): the range over which the bounds
+#: 0 <= H <= D <= log N are tested in both precisions (tests/test_cli_robustness.py).
+MIN_BANDWIDTH = 1e-6
+MAX_BANDWIDTH = 10.0
+#: ``-b auto``: h from the mean atomic volume of the structures (jaxinfo.bandwidth).
+AUTO = "auto"
+#: Set to 1 to run without JAX's persistent compilation cache (same as ``--no-cache``).
+NO_CACHE_ENV = "JAXINFO_NO_CACHE"
 
 DEFAULT_K = 32
 DEFAULT_CUTOFF = 5.0
@@ -81,10 +93,14 @@ class Verb:
     outputs: tuple[str, ...] = ()
     #: Whether ``-o/--output`` is the JSON record written by :func:`main`.
     json_output: bool = True
+    #: Other names that select this verb (the peer's spellings, e.g. ``dH``).
+    aliases: tuple[str, ...] = ()
 
 
 #: The registered verbs, in the order they are listed by ``jaxinfo --help``.
 VERBS: dict[str, Verb] = {}
+#: Alias -> verb name.
+ALIASES: dict[str, str] = {}
 
 
 def verb(
@@ -95,17 +111,28 @@ def verb(
     epilog: str = "",
     outputs: Sequence[str] = (),
     json_output: bool = True,
+    aliases: Sequence[str] = (),
 ):
-    """Registers ``func(args, ctx) -> Report`` as the verb ``name``; its docstring is the
-    description shown by ``jaxinfo NAME --help``."""
+    """Registers ``func(args, ctx) -> Report`` as the verb ``name`` (also reachable by its
+    ``aliases``); its docstring is the description shown by ``jaxinfo NAME --help``."""
 
     def register(func):
-        if name in VERBS:
+        if name in VERBS or name in ALIASES:
             raise RuntimeError(f"verb {name!r} registered twice")
         description = inspect.cleandoc(func.__doc__ or help)
         VERBS[name] = Verb(
-            name, func, help, description, tuple(options), epilog, tuple(outputs), json_output
+            name,
+            func,
+            help,
+            description,
+            tuple(options),
+            epilog,
+            tuple(outputs),
+            json_output,
+            tuple(aliases),
         )
+        for alias in aliases:
+            ALIASES[alias] = name
         return func
 
     return register
@@ -137,6 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     for item in VERBS.values():
         child = sub.add_parser(
             item.name,
+            aliases=list(item.aliases),
             help=item.help,
             description=item.description,
             epilog=item.epilog or None,
@@ -187,6 +215,46 @@ def _positive_floats(text: str) -> list[float]:
     return [_positive_float(part) for part in parts]
 
 
+def _bandwidth_value(text: str) -> float | str:
+    """One bandwidth: ``auto`` or a number in [MIN_BANDWIDTH, MAX_BANDWIDTH] (1/Å)."""
+    if text.strip().lower() == AUTO:
+        return AUTO
+    value = _positive_float(text)
+    if not MIN_BANDWIDTH <= value <= MAX_BANDWIDTH:
+        raise argparse.ArgumentTypeError(
+            f"must be between {MIN_BANDWIDTH:g} and {MAX_BANDWIDTH:g} 1/Å (descriptor entries "
+            f"are ~0.01-2 1/Å; the default is {DEFAULT_BANDWIDTH}), got {text!r}"
+        )
+    return value
+
+
+def _bandwidths(text: str) -> list[float | str]:
+    """'0.01,0.02' -> [0.01, 0.02]; 'auto' -> ['auto']; each number in the accepted range."""
+    parts = [part for part in text.replace(" ", ",").split(",") if part]
+    if not parts:
+        raise argparse.ArgumentTypeError(f"expected one or more numbers, got {text!r}")
+    return [_bandwidth_value(part) for part in parts]
+
+
+def _fractions(text: str) -> list[float]:
+    """'0.1,0.5,1' -> [0.1, 0.5, 1.0]; each a number in (0, 1]."""
+    parts = [part.strip() for part in text.split(",") if part.strip()]
+    if not parts:
+        raise argparse.ArgumentTypeError(f"expected fractions in (0, 1], got {text!r}")
+    values = []
+    for part in parts:
+        try:
+            value = float(part)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected fractions in (0, 1] separated by commas, got {part!r}"
+            ) from None
+        if not (math.isfinite(value) and 0 < value <= 1):
+            raise argparse.ArgumentTypeError(f"each fraction must be in (0, 1], got {part!r}")
+        values.append(value)
+    return values
+
+
 # --------------------------------------------------------------------------------------------
 # Option groups shared by the verbs
 
@@ -233,7 +301,7 @@ def add_format_option(group):
     )
 
 
-def add_reference(parser):
+def add_reference(parser, *, required: bool = True):
     """Positional TEST files and ``-r/--reference`` files."""
     group = parser.add_argument_group("input")
     group.add_argument(
@@ -250,7 +318,7 @@ def add_reference(parser):
         "--reference",
         nargs="+",
         action="extend",
-        required=True,
+        required=required,
         metavar="REF",
         help="reference file(s), same forms as TEST (give -r after the test files)",
     )
@@ -263,19 +331,23 @@ def add_descriptor_options(parser):
     group.add_argument(
         "-k",
         "--neighbours",
+        "--nbrs",
         dest="k",
         type=_positive_int,
-        default=DEFAULT_K,
+        default=None,
         metavar="K",
-        help=f"number of nearest neighbours; descriptor width 2K-1 (default {DEFAULT_K})",
+        help=(
+            f"number of nearest neighbours; descriptor width 2K-1 (default {DEFAULT_K}, or "
+            "the k of .npz descriptor inputs)"
+        ),
     )
     group.add_argument(
         "-c",
         "--cutoff",
         type=_positive_float,
-        default=DEFAULT_CUTOFF,
+        default=None,
         metavar="RC",
-        help=f"cutoff radius in Å (default {DEFAULT_CUTOFF})",
+        help=f"cutoff radius in Å (default {DEFAULT_CUTOFF}, or that of .npz descriptor inputs)",
     )
     group.add_argument(
         "--dtype",
@@ -303,12 +375,14 @@ def add_kernel_options(parser, *, several: bool = True):
             "-b",
             "--bandwidth",
             dest="bandwidth",
-            type=_positive_floats,
+            type=_bandwidths,
             action="extend",
             metavar="H",
             help=(
-                f"kernel bandwidth(s) h in 1/Å (default {DEFAULT_BANDWIDTH}); several as "
-                "-b 0.01,0.015 or -b 0.01 -b 0.015 (one distance pass for all)"
+                f"kernel bandwidth(s) h in 1/Å, {MIN_BANDWIDTH:g} to {MAX_BANDWIDTH:g} (default "
+                f"{DEFAULT_BANDWIDTH}); several as -b 0.01,0.015 or -b 0.01 -b 0.015 (one "
+                "distance pass for all); 'auto': h from the mean atomic volume of the "
+                "structures (see 'jaxinfo bandwidth')"
             ),
         )
     else:
@@ -316,9 +390,12 @@ def add_kernel_options(parser, *, several: bool = True):
             "-b",
             "--bandwidth",
             dest="bandwidth",
-            type=lambda text: [_positive_float(text)],
+            type=lambda text: [_bandwidth_value(text)],
             metavar="H",
-            help=f"kernel bandwidth h in 1/Å (default {DEFAULT_BANDWIDTH})",
+            help=(
+                f"kernel bandwidth h in 1/Å, {MIN_BANDWIDTH:g} to {MAX_BANDWIDTH:g} (default "
+                f"{DEFAULT_BANDWIDTH}); 'auto': from the mean atomic volume of the structures"
+            ),
         )
     group.add_argument(
         "--block-size",
@@ -387,6 +464,14 @@ def _add_general(parser):
         "-q", "--quiet", action="store_true", help="no progress bars (off anyway without a tty)"
     )
     group.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    group.add_argument(
+        "--no-cache",
+        action="store_true",
+        help=(
+            "do not use JAX's persistent compilation cache (default: on, in "
+            f"$XDG_CACHE_HOME/jaxinfo/jax or ~/.cache/jaxinfo/jax; also {NO_CACHE_ENV}=1)"
+        ),
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -452,6 +537,8 @@ class Context:
     parameters: dict[str, Any] = field(default_factory=dict)
     inputs: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    #: Volume per atom (Å³) of every fully periodic structure read (for ``-b auto``).
+    volumes: list[float] = field(default_factory=list)
 
     @property
     def show_progress(self) -> bool:
@@ -473,8 +560,32 @@ class Context:
 
     @property
     def bandwidths(self) -> list[float]:
-        """The bandwidths given with ``-b`` (default [0.015])."""
-        return list(getattr(self.args, "bandwidth", None) or [DEFAULT_BANDWIDTH])
+        """The bandwidths given with ``-b`` (default [0.015]), ``auto`` resolved from the
+        atomic volume of the structures read so far."""
+        given = list(getattr(self.args, "bandwidth", None) or [DEFAULT_BANDWIDTH])
+        if AUTO in given:
+            auto = self.auto_bandwidth()
+            given = [auto if value == AUTO else value for value in given]
+        return list(dict.fromkeys(float(value) for value in given))
+
+    def auto_bandwidth(self) -> float:
+        """h from the mean atomic volume of the fully periodic structures read (``-b auto``)."""
+        if not self.volumes:
+            raise CLIError(
+                "-b auto needs fully periodic structure files (it uses their volume per atom); "
+                "give -b H instead"
+            )
+        from jaxinfo.bandwidth import bandwidth_from_volume
+
+        volume = float(sum(self.volumes) / len(self.volumes))
+        h = float(bandwidth_from_volume(volume))
+        self.parameters["auto_bandwidth"] = {
+            "rule": "gaussian",
+            "volume_per_atom": volume,
+            "n_structures": len(self.volumes),
+            "h": h,
+        }
+        return h
 
     @property
     def h(self):
@@ -512,22 +623,9 @@ class _Timer:
 # Output files
 
 
-def _open_output(path: str | os.PathLike, overwrite: bool, binary: bool = False):
-    """Opens an output file for writing after :func:`jaxinfo.io.check_writable`; without
-    ``overwrite`` the file is created exclusively, so a file that appeared meanwhile is kept."""
-    path = io.check_writable(path, overwrite)
-    mode = ("w" if overwrite else "x") + ("b" if binary else "")
-    try:
-        return open(path, mode, **({} if binary else {"encoding": "utf-8"}))
-    except FileExistsError:
-        raise FileExistsError(
-            f"refusing to overwrite existing file {path}; pass --overwrite to replace it"
-        ) from None
-
-
 def write_json(path, record: dict, overwrite: bool) -> Path:
-    """Writes ``record`` as indented JSON."""
-    with _open_output(path, overwrite) as handle:
+    """Writes ``record`` as indented JSON (atomically: temporary file, then rename)."""
+    with io.atomic_output(path, overwrite) as handle:
         json.dump(record, handle, indent=2, default=_json_default)
         handle.write("\n")
     return Path(path)
@@ -560,8 +658,9 @@ def pyplot():
 
 
 def save_figure(figure, path, overwrite: bool) -> Path:
-    """Saves a matplotlib figure as PNG (through :func:`_open_output`) and closes it."""
-    with _open_output(path, overwrite, binary=True) as handle:
+    """Saves a matplotlib figure as PNG (atomically, :func:`jaxinfo.io.atomic_output`) and
+    closes it."""
+    with io.atomic_output(path, overwrite, binary=True) as handle:
         figure.savefig(handle, format="png", dpi=150, bbox_inches="tight")
     import matplotlib.pyplot as plt
 
@@ -582,6 +681,7 @@ def _check_outputs(item: Verb, args) -> None:
             raise CLIError(f"--{name} and --{seen[key]} name the same file {value}")
         seen[key] = name
         io.check_writable(path, getattr(args, "overwrite", False))
+        _probe_directory(path)
     if getattr(args, "plot", None) is not None and importlib.util.find_spec("matplotlib") is None:
         raise CLIError("--plot needs matplotlib: pip install 'jaxinfo[plot]'")
 
@@ -590,12 +690,57 @@ def _check_outputs(item: Verb, args) -> None:
 # main
 
 
-def _configure_precision(args) -> None:
-    """``--dtype float64`` turns on JAX x64: the application's choice, made before computing."""
+def _probe_directory(path: Path) -> None:
+    """Creates and deletes a temporary file next to ``path``: the directory takes new files."""
+    import tempfile
+
+    try:
+        with tempfile.NamedTemporaryFile(dir=path.parent or ".", prefix=".jaxinfo-probe-"):
+            pass
+    except OSError as exc:
+        raise PermissionError(
+            f"cannot create files in output directory {path.parent} (for {path}): "
+            f"{exc.strerror or exc}"
+        ) from None
+
+
+def _precision(args):
+    """``--dtype float64``: JAX x64 for the duration of the run (``jax.enable_x64``), not a
+    global switch; a no-op context otherwise."""
     if getattr(args, "dtype", None) == "float64":
         import jax
 
-        jax.config.update("jax_enable_x64", True)
+        return jax.enable_x64(True)
+    return contextlib.nullcontext()
+
+
+def cache_directory() -> Path:
+    """The per-user directory of JAX's persistent compilation cache used by the command line:
+    ``$XDG_CACHE_HOME/jaxinfo/jax``, or ``~/.cache/jaxinfo/jax``."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "jaxinfo" / "jax"
+
+
+def _configure_cache(args) -> None:
+    """Enables JAX's persistent compilation cache (every program, however small), unless
+    ``--no-cache`` or ``JAXINFO_NO_CACHE=1``; a directory set by the user through JAX's own
+    ``JAX_COMPILATION_CACHE_DIR`` is kept. A cache that cannot be created is skipped silently."""
+    if getattr(args, "no_cache", False):
+        return
+    if os.environ.get(NO_CACHE_ENV, "").strip().lower() not in ("", "0", "false", "no"):
+        return
+    import jax
+
+    directory = jax.config.jax_compilation_cache_dir
+    if not directory:
+        directory = str(cache_directory())
+        try:
+            os.makedirs(directory, exist_ok=True)
+        except OSError:
+            return
+        jax.config.update("jax_compilation_cache_dir", directory)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
 
 
 def _record(item: Verb, ctx: Context, report: Report, argv: Sequence[str]) -> dict:
@@ -624,28 +769,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv: the arguments after the program name; default ``sys.argv[1:]``.
 
     Returns:
-        The exit status: 0 on success, 2 for an error the user can fix (one line
-        ``jaxinfo: error: ...`` on stderr), 130 when interrupted. Tracebacks are shown only
-        with ``--debug``; other failures propagate.
+        The exit status: 0 on success (also when stdout is closed early, as by ``| head``),
+        2 for an error the user can fix (one line ``jaxinfo: error: ...`` on stderr), 130 when
+        interrupted (the console script also handles SIGINT/SIGTERM at any moment, with 130/143;
+        see ``jaxinfo_launch``). Tracebacks are shown only with ``--debug``; other failures
+        propagate.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.invoked_as = args.verb
+    args.verb = ALIASES.get(args.verb, args.verb)
     item = VERBS[args.verb]
     ctx = Context(args)
     try:
-        _configure_precision(args)
         _check_outputs(item, args)
-        with ctx.timed("total"):
-            report = item.run(args, ctx)
-        for table in report.tables:
-            print(table.render())
-            print()
-        for note in report.notes:
-            print(note)
+        _configure_cache(args)
+        with _precision(args):
+            _resolve_descriptor_parameters(args)
+            with ctx.timed("total"):
+                report = item.run(args, ctx)
         if item.json_output and getattr(args, "output", None) is not None:
             write_json(args.output, _record(item, ctx, report, argv), args.overwrite)
-            print(f"wrote {args.output}")
+            report.notes.append(f"wrote {args.output}")
+        _print_report(report)
+    except BrokenPipeError:
+        return _stdout_closed()
     except (CLIError, ValueError, OSError) as exc:
         if args.debug:
             traceback.print_exc()
@@ -662,5 +811,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    sys.stdout.flush()
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        return _stdout_closed()
     return EXIT_OK
+
+
+def _print_report(report: Report) -> None:
+    for table in report.tables:
+        print(table.render())
+        print()
+    for note in report.notes:
+        print(note)
+
+
+def _stdout_closed() -> int:
+    """stdout was closed by its reader (``jaxinfo ... | head``): outputs are already written;
+    stop quietly, and keep Python from complaining again when it flushes stdout at exit."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    return EXIT_OK
+
+
+def _resolve_descriptor_parameters(args) -> None:
+    """Fills ``-k``/``--cutoff`` (default, or the provenance of .npz descriptor inputs) and
+    refuses inputs whose provenance contradicts each other or the options given."""
+    if not hasattr(args, "k"):
+        return
+    from jaxinfo.cli._data import reconcile_provenance
+
+    specs = [*(getattr(args, "inputs", None) or []), *(getattr(args, "reference", None) or [])]
+    reconcile_provenance(args, specs)

@@ -7,6 +7,7 @@ descriptor matrix and a few integers per structure are kept.
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ import numpy as np
 
 import jaxinfo
 from jaxinfo import io
-from jaxinfo.cli._app import CLIError, Context
+from jaxinfo.cli._app import DEFAULT_CUTOFF, DEFAULT_K, CLIError, Context
 
 _STRUCTURE_ERROR = re.compile(r"^structure (\d+): (.*)$", re.DOTALL)
 NO_GROUP = "(none)"
@@ -36,6 +37,8 @@ class Dataset:
         structure_frame: frame number of each structure in its file, or ``"#i"``, its
             position in the selection, when the selection counts from the end.
         groups: ``atoms.info[--by]`` of each structure as text (empty without ``--by``).
+        labels: for each descriptor source with provenance (``jaxinfo descriptors``), the
+            (original source, frame, atom) of each of its rows, as three arrays; else None.
     """
 
     x: np.ndarray
@@ -46,6 +49,7 @@ class Dataset:
     structure_source: list[int] = field(default_factory=list)
     structure_frame: list[int | str] = field(default_factory=list)
     groups: list[str] = field(default_factory=list)
+    labels: list[tuple[np.ndarray, np.ndarray, np.ndarray] | None] = field(default_factory=list)
 
     @property
     def n_env(self) -> int:
@@ -86,13 +90,51 @@ class Dataset:
             local = int(row - source_starts[source])
             spec = self.specs[source]
             if self.kinds[source] != "structures":
-                out.append((spec, "-", f"row {local}"))
+                labels = self.labels[source] if source < len(self.labels) else None
+                if labels is None:
+                    out.append((spec, "-", f"row {local}"))
+                else:
+                    origin, frame, atom = (column[local] for column in labels)
+                    frame_text = "-" if int(frame) < 0 else str(int(frame))
+                    out.append((str(origin), frame_text, str(int(atom))))
                 continue
             members = np.flatnonzero(structure_source == source)
             starts = np.cumsum([0, *n_atoms[members]])
             i = int(np.searchsorted(starts, local, side="right") - 1)
             frame = self.structure_frame[int(members[i])]
             out.append((spec, str(frame), str(local - int(starts[i]))))
+        return out
+
+    def frames(self) -> list[tuple[str, str, int, int]]:
+        """Contiguous row ranges of each frame: (source, frame, start, stop) in row order.
+
+        Structure files give one range per structure; descriptor files with provenance one per
+        original frame; descriptor files without it one range for the whole file (frame '-').
+        """
+        out: list[tuple[str, str, int, int]] = []
+        source_starts = np.cumsum([0, *self.env_counts])
+        per_source: dict[int, list[int]] = {}
+        for i, source in enumerate(self.structure_source):
+            per_source.setdefault(source, []).append(i)
+        for source, spec in enumerate(self.specs):
+            start = int(source_starts[source])
+            if self.kinds[source] == "structures":
+                for i in per_source.get(source, []):
+                    stop = start + self.n_atoms[i]
+                    out.append((spec, str(self.structure_frame[i]), start, stop))
+                    start = stop
+                continue
+            labels = self.labels[source] if source < len(self.labels) else None
+            stop_all = int(source_starts[source + 1])
+            if labels is None:
+                out.append((spec, "-", start, stop_all))
+                continue
+            origin, frame = labels[0], labels[1]
+            change = np.flatnonzero((origin[1:] != origin[:-1]) | (frame[1:] != frame[:-1])) + 1
+            bounds = [0, *change.tolist(), len(frame)]
+            for a, b in itertools.pairwise(bounds):
+                frame_text = "-" if int(frame[a]) < 0 else str(int(frame[a]))
+                out.append((str(origin[a]), frame_text, start + a, start + b))
         return out
 
 
@@ -141,6 +183,8 @@ def load_dataset(
     args = ctx.args
     k, cutoff, dtype = args.k, args.cutoff, args.dtype
     ctx.parameters.update(k=k, cutoff=cutoff, dtype=dtype)
+    if getattr(args, "provenance", None):
+        ctx.parameters["descriptor_files"] = args.provenance
     width = 2 * k - 1
     parts: list[np.ndarray] = []
     data = Dataset(x=np.zeros((0, width), dtype=dtype), specs=[], kinds=[], env_counts=[])
@@ -152,9 +196,16 @@ def load_dataset(
             if group_by is not None:
                 raise CLIError(f"--by needs structure files; {spec} is a descriptor file")
             with ctx.timed("read"):
-                x = _load_descriptor_rows(path, index, spec).astype(dtype, copy=False)
+                x, labels = _load_descriptor_rows(path, index, spec)
+                x = x.astype(dtype, copy=False)
+            if labels is None and getattr(args, "k_given", False) and x.shape[1] != 2 * k - 1:
+                raise io.InputError(
+                    f"-k {k} gives descriptors of width {2 * k - 1}, but {spec} has "
+                    f"{x.shape[1]} columns"
+                )
             kind, n_structures = "descriptors", None
         else:
+            labels = None
             x, n_structures = _describe_file(ctx, data, spec, path, index, group_by, role)
             kind = "structures"
         if first is None:
@@ -164,6 +215,7 @@ def load_dataset(
         parts.append(x)
         data.specs.append(spec)
         data.kinds.append(kind)
+        data.labels.append(labels)
         data.env_counts.append(int(x.shape[0]))
         entry = {"source": spec, "kind": kind, "n_env": int(x.shape[0]), "width": int(x.shape[1])}
         if n_structures is not None:
@@ -190,16 +242,114 @@ def check_same_width(test: Dataset, reference: Dataset) -> None:
         )
 
 
-def _load_descriptor_rows(path: Path, index, spec: str) -> np.ndarray:
-    x = io.load_descriptor_file(path)
+def _load_descriptor_rows(path: Path, index, spec: str):
+    """The selected rows of a descriptor file and, when it has provenance, their labels."""
+    x, meta = io.load_descriptor_file(path, metadata=True)
+    labels = _row_labels(meta, x.shape[0])
     if isinstance(index, int):
         if not -x.shape[0] <= index < x.shape[0]:
             raise io.InputError(f"selection @{index} is outside the {x.shape[0]} rows of {path}")
-        return x[index : index + 1 or None]
+        index = slice(index, index + 1 or None)
     x = x[index]
     if x.shape[0] == 0:
         raise io.InputError(f"selection in {spec!r} selects no rows of {path}")
-    return x
+    if labels is not None:
+        labels = tuple(column[index] for column in labels)
+    return x, labels
+
+
+def _row_labels(meta: dict, n_rows: int):
+    """(source text, frame, atom) per row from the provenance arrays, or None."""
+    names = ("sources", "row_source", "row_frame", "row_atom")
+    if not all(name in meta for name in names):
+        return None
+    sources = np.asarray(meta["sources"]).astype(str).reshape(-1)
+    row_source = np.asarray(meta["row_source"]).reshape(-1)
+    if row_source.shape[0] != n_rows or sources.size == 0:
+        return None
+    if row_source.min() < 0 or row_source.max() >= sources.size:
+        return None
+    frame = np.asarray(meta["row_frame"]).reshape(-1)
+    atom = np.asarray(meta["row_atom"]).reshape(-1)
+    if frame.shape[0] != n_rows or atom.shape[0] != n_rows:
+        return None
+    return sources[row_source], frame.astype(np.int64), atom.astype(np.int64)
+
+
+#: Provenance keys compared between descriptor files and against -k/--cutoff.
+_PROVENANCE = ("k", "cutoff", "species")
+
+
+def _read_provenance(path: Path) -> dict | None:
+    """k, cutoff and species mode stored in an .npz descriptor file, or None when absent."""
+    if path.suffix.lower() != ".npz" or not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as loaded:
+            if "k" not in loaded.files or "cutoff" not in loaded.files:
+                return None
+            species = str(loaded["species"]) if "species" in loaded.files else "none"
+            return {"k": int(loaded["k"]), "cutoff": float(loaded["cutoff"]), "species": species}
+    except Exception:  # unreadable files are reported when they are loaded
+        return None
+
+
+def reconcile_provenance(args, specs: Sequence[str]) -> None:
+    """Sets ``args.k``/``args.cutoff`` and refuses incompatible descriptor files.
+
+    Descriptor files written by ``jaxinfo descriptors`` record k, cutoff and species mode. All
+    of them must agree; -k/--cutoff given on the command line must agree with them; without
+    -k/--cutoff the files' values are used (also for structure inputs of the same run).
+
+    Raises:
+        CLIError: naming the files or the option that disagree.
+    """
+    args.k_given = args.k is not None
+    args.cutoff_given = args.cutoff is not None
+    found: list[tuple[str, dict]] = []
+    for spec in specs:
+        path, _ = io.parse_source(spec)
+        if io.is_descriptor_file(path):
+            meta = _read_provenance(path)
+            if meta is not None:
+                found.append((spec, meta))
+    if found:
+        first_spec, first = found[0]
+        for spec, meta in found[1:]:
+            for key in _PROVENANCE:
+                if not _same(meta[key], first[key]):
+                    raise CLIError(
+                        f"descriptor files made with different {key}: {first_spec} has "
+                        f"{key}={first[key]}, {spec} has {key}={meta[key]}; recompute them "
+                        "with the same parameters"
+                    )
+        for key, given in (("k", args.k), ("cutoff", args.cutoff)):
+            if given is not None and not _same(given, first[key]):
+                option = "-k" if key == "k" else "--cutoff"
+                raise CLIError(
+                    f"{option} {given} contradicts {first_spec}, made with {key}={first[key]}; "
+                    f"drop {option} or recompute the descriptors"
+                )
+        if first["species"] != "none" and any(
+            not io.is_descriptor_file(io.parse_source(spec)[0]) for spec in specs
+        ):
+            raise CLIError(
+                f"{first_spec} holds species-resolved descriptors ({first['species']}); the "
+                "command line computes plain ones for structure files: do not mix them"
+            )
+        args.k = first["k"] if args.k is None else args.k
+        args.cutoff = first["cutoff"] if args.cutoff is None else args.cutoff
+        args.provenance = [{"source": spec, **meta} for spec, meta in found]
+    if args.k is None:
+        args.k = DEFAULT_K
+    if args.cutoff is None:
+        args.cutoff = DEFAULT_CUTOFF
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, str) or isinstance(b, str):
+        return str(a) == str(b)
+    return bool(np.isclose(float(a), float(b), rtol=1e-9, atol=0.0))
 
 
 def _describe_file(ctx, data: Dataset, spec, path, index, group_by, role):
@@ -227,6 +377,10 @@ def _describe_file(ctx, data: Dataset, spec, path, index, group_by, role):
             if atoms is None:
                 break
             frame = frame_of(position)
+            if len(atoms) and bool(np.all(atoms.pbc)):
+                volume = abs(float(np.linalg.det(atoms.cell.array)))
+                if volume > 0:
+                    ctx.volumes.append(volume / len(atoms))
             data.n_atoms.append(len(atoms))
             data.structure_source.append(source)
             data.structure_frame.append(frame if frame is not None else f"#{position}")
@@ -295,16 +449,17 @@ def delta_entropy(ctx: Context, y, x, *, desc: str = "kernel sums", progress: bo
 def entropy_diversity(delta):
     """(H, D, log N) from the self-δH of a set: H = log N + mean δH, D = logsumexp δH.
 
-    The same operations as :func:`jaxinfo.entropy` and :func:`jaxinfo.diversity`.
+    The identities behind :func:`jaxinfo.entropy` and :func:`jaxinfo.diversity`, evaluated on
+    the host in float64 (a few thousand numbers: compiling XLA programs for them would cost more
+    than the sums) and returned in the dtype of ``delta``.
     """
-    import jax.numpy as jnp
-    from jax.scipy.special import logsumexp
-
-    d = jnp.asarray(delta)
-    n = d.shape[0]
-    h_value = jnp.log(n).astype(d.dtype) + jnp.mean(d, axis=0)
-    d_value = logsumexp(d, axis=0)
-    return np.asarray(h_value), np.asarray(d_value), float(np.log(n))
+    d = np.asarray(delta)
+    wide = d.astype(np.float64)
+    n = wide.shape[0]
+    h_value = np.log(n) + wide.mean(axis=0)
+    top = wide.max(axis=0)
+    d_value = top + np.log(np.exp(wide - top).sum(axis=0))
+    return h_value.astype(d.dtype), d_value.astype(d.dtype), float(np.log(n))
 
 
 def self_entropy(ctx: Context, x, *, desc: str = "kernel sums", progress: bool = True):

@@ -24,6 +24,7 @@ from jaxinfo.cli._app import (
     Report,
     Table,
     _finite_float,
+    _fractions,
     _positive_float,
     _positive_int,
     add_descriptor_options,
@@ -246,15 +247,69 @@ def _top_option(parser):
     )
 
 
+def _dh_options(parser):
+    group = parser.add_argument_group("trajectory")
+    group.add_argument(
+        "--against",
+        choices=("reference", "previous", "self"),
+        default=None,
+        help=(
+            "what each test frame is compared with: 'reference' (the -r files; the default "
+            "when -r is given), 'previous' (all frames before it in the test inputs: novelty "
+            "along a trajectory; the first frame has no value), or 'self' (the frame's own "
+            "environments, as the peer's 'quests dH_traj'; the default of the alias dH_traj)"
+        ),
+    )
+    group.add_argument(
+        "--frames",
+        type=int,
+        default=30,
+        metavar="N",
+        help=(
+            "per-frame summary: list every frame when there are at most N, else the N frames "
+            "with the highest max δH (default 30; 0 for none; -o records every frame)"
+        ),
+    )
+
+
+def _dh_mode(args) -> str:
+    mode = args.against
+    if mode is None:
+        if args.reference:
+            mode = "reference"
+        elif args.invoked_as == "dH_traj":
+            mode = "self"
+        else:
+            raise CLIError(
+                "give reference files with -r/--reference, or --against previous|self to "
+                "compare each test frame with the frames before it or with itself"
+            )
+    if mode == "reference" and not args.reference:
+        raise CLIError("--against reference needs reference files: -r/--reference REF")
+    if mode != "reference" and args.reference:
+        raise CLIError(f"--against {mode} compares test frames among themselves; drop -r")
+    return mode
+
+
+def _finite_or_none(array) -> list:
+    """A nested list with NaN (no value: the first frame with --against previous) as None."""
+    array = np.asarray(array, dtype=np.float64)
+    if array.ndim == 1:
+        return [float(v) if np.isfinite(v) else None for v in array]
+    return [_finite_or_none(row) for row in array]
+
+
 @verb(
     "dh",
+    aliases=("dH", "dH_traj"),
     help="differential entropy δH of each test environment against a reference set",
     options=(
-        add_reference,
+        functools.partial(add_reference, required=False),
         add_descriptor_options,
         add_kernel_options,
         _eps_option,
         _top_option,
+        _dh_options,
         add_json_output,
         add_extxyz_output(
             "write the test structures to extxyz with a per-atom 'dH' array "
@@ -266,6 +321,7 @@ def _top_option(parser):
     epilog=(
         "examples:\n"
         "  jaxinfo dh md.xyz -r train.xyz --extxyz md_dH.xyz --plot dH.png\n"
+        "  jaxinfo dh md.xyz --against previous      # novelty of each frame along a trajectory\n"
         '  EX=$(jaxinfo example --path); jaxinfo dh "$EX@48:60" -r "$EX@0:12"'
     ),
 )
@@ -273,9 +329,13 @@ def dh_verb(args, ctx) -> Report:
     """Differential entropy δH(y | X) = -log sum_j K(y, x_j) of every test environment y.
 
     δH > 0 marks an environment that the reference set X does not cover (novel); δH <= 0 means
-    it is already represented. The table summarises δH and lists the most novel environments
-    (input, frame, atom); -o writes every value, --extxyz writes them per atom.
+    it is already represented. X is the -r files, or with --against previous the frames before
+    the environment's frame (novelty along a trajectory), or with --against self its own frame
+    (the peer's dH_traj). Tables: δH per bandwidth, per test input (several inputs), per frame,
+    and the most novel environments (input, frame, atom); -o writes every value, --extxyz
+    writes them per atom.
     """
+    mode = _dh_mode(args)
     if args.extxyz is not None:
         for spec in args.inputs:
             if io.is_descriptor_file(io.parse_source(spec)[0]):
@@ -284,45 +344,92 @@ def dh_verb(args, ctx) -> Report:
                 )
     if args.top < 0:
         raise CLIError(f"--top must be >= 0, got {args.top}")
-    ctx.parameters["eps"] = args.eps
-    reference = load_dataset(ctx, args.reference, role="reference")
+    if args.frames < 0:
+        raise CLIError(f"--frames must be >= 0, got {args.frames}")
+    ctx.parameters.update(eps=args.eps, against=mode)
+    reference = None
+    if mode == "reference":
+        reference = load_dataset(ctx, args.reference, role="reference")
     test = load_dataset(ctx, args.inputs, role="test")
-    check_same_width(test, reference)
-    delta = delta_entropy(ctx, test.x, reference.x, desc="δH")
+    frames = test.frames()
+    if reference is not None:
+        check_same_width(test, reference)
+        delta = delta_entropy(ctx, test.x, reference.x, desc="δH")
+    else:
+        delta = _delta_along_frames(ctx, test.x, frames, mode)
     columns = _columns(delta)
+    known = np.isfinite(columns[:, 0])
 
     rows, summary = [], []
     for i, h in enumerate(ctx.bandwidths):
-        d = columns[:, i]
-        stats = {
-            "h": h,
-            "min": float(d.min()),
-            "median": float(np.median(d)),
-            "mean": float(d.mean()),
-            "max": float(d.max()),
-            "novel_fraction": float(np.mean(d >= args.eps)),
-            "overlap": float(np.mean(d < args.eps)),
-        }
+        d = columns[known, i]
+        stats = _dh_stats(d, args.eps)
+        stats = {"h": h, **stats}
         summary.append(stats)
         rows.append(
             [
                 _h(h),
                 str(test.n_env),
-                str(reference.n_env),
-                _f(stats["min"]),
-                _f(stats["median"]),
-                _f(stats["mean"]),
-                _f(stats["max"]),
+                "-" if reference is None else str(reference.n_env),
+                *(_f(stats[key]) for key in ("min", "median", "mean", "max")),
                 f"{100 * stats['novel_fraction']:.1f}%",
             ]
         )
     headers = ["h (1/Å)", "n_test", "n_ref", "min δH", "median", "mean", "max δH", "novel"]
-    tables = [Table(headers, rows, title="δH(test | reference) in nats; novel: δH >= eps")]
+    against = {
+        "reference": "reference",
+        "previous": "the frames before each frame",
+        "self": "each frame itself",
+    }[mode]
+    title = f"δH(test | {against}) in nats; novel: δH >= eps"
+    if mode == "previous":
+        title += "; the first frame has no earlier frame and is left out"
+    tables = [Table(headers, rows, title=title)]
 
-    top = min(args.top, test.n_env)
+    per_input = []
+    if len(test.specs) > 1:
+        sources = test.env_source()
+        input_rows = []
+        for index, spec in enumerate(test.specs):
+            d = columns[(sources == index) & known, 0]
+            n_env = int(np.sum(sources == index))
+            stats = {"source": spec, "n_env": n_env, **_dh_stats(d, args.eps)}
+            per_input.append(stats)
+            input_rows.append(_summary_row(spec, stats))
+        tables.append(
+            Table(
+                ["input", "n_env", "mean δH", "max δH", "novel"],
+                input_rows,
+                title=f"per test input (h = {_h(ctx.bandwidths[0])})",
+            )
+        )
+
+    per_frame = []
+    for spec, frame, start, stop in frames:
+        d = columns[start:stop, 0]
+        d = d[np.isfinite(d)]
+        stats = {"source": spec, "frame": frame, "n_env": stop - start, **_dh_stats(d, args.eps)}
+        per_frame.append(stats)
+    if args.frames and len(frames) > 1:
+        shown = list(range(len(per_frame)))
+        title = f"per frame (h = {_h(ctx.bandwidths[0])})"
+        if len(shown) > args.frames:
+            scored = [i for i in shown if per_frame[i]["max"] is not None]
+            shown = sorted(scored, key=lambda i: -per_frame[i]["max"])[: args.frames]
+            title += f"; the {len(shown)} frames with the highest max δH of {len(per_frame)}"
+        frame_rows = [
+            [per_frame[i]["source"], per_frame[i]["frame"], *_summary_row("", per_frame[i])[1:]]
+            for i in shown
+        ]
+        tables.append(
+            Table(["input", "frame", "n_env", "mean δH", "max δH", "novel"], frame_rows, title)
+        )
+
+    top = min(args.top, int(known.sum()))
     most_novel = []
     if top:
-        order = np.argsort(-columns[:, 0], kind="stable")[:top]
+        score = np.where(known, columns[:, 0], -np.inf)
+        order = np.argsort(-score, kind="stable")[:top]
         where = test.locate(order)
         top_rows = []
         for row, (spec, frame, atom) in zip(order.tolist(), where, strict=True):
@@ -338,23 +445,66 @@ def dh_verb(args, ctx) -> Report:
         io.write_per_atom(
             args.extxyz,
             iter_selected_structures(ctx, args.inputs),
-            {"dH": delta},
+            {"dH": np.nan_to_num(delta, nan=0.0)},
             overwrite=args.overwrite,
         )
         notes.append(f"wrote {args.extxyz} (per-atom array 'dH')")
     if args.plot is not None:
-        _dh_histogram(columns, ctx.bandwidths, args)
+        _dh_histogram(columns[known], ctx.bandwidths, args)
         notes.append(f"wrote {args.plot}")
 
     results = {
         "n_env_test": test.n_env,
-        "n_env_reference": reference.n_env,
+        "n_env_reference": None if reference is None else reference.n_env,
+        "against": mode,
         "summary": summary,
+        "per_input": per_input,
+        "per_frame": per_frame,
         "most_novel": most_novel,
         "atoms_per_structure": test.n_atoms,
-        "delta_entropy": delta,
+        "delta_entropy": _finite_or_none(delta) if not known.all() else delta,
     }
     return Report(tables, results, notes)
+
+
+def _dh_stats(d: np.ndarray, eps: float) -> dict:
+    """min, median, mean, max and the novel fraction of a vector of δH (None when empty)."""
+    if d.size == 0:
+        return dict.fromkeys(("min", "median", "mean", "max", "novel_fraction", "overlap"))
+    return {
+        "min": float(d.min()),
+        "median": float(np.median(d)),
+        "mean": float(d.mean()),
+        "max": float(d.max()),
+        "novel_fraction": float(np.mean(d >= eps)),
+        "overlap": float(np.mean(d < eps)),
+    }
+
+
+def _summary_row(name: str, stats: dict) -> list[str]:
+    if stats["mean"] is None:
+        return [name, str(stats["n_env"]), "-", "-", "-"]
+    return [
+        name,
+        str(stats["n_env"]),
+        _f(stats["mean"]),
+        _f(stats["max"]),
+        f"{100 * stats['novel_fraction']:.1f}%",
+    ]
+
+
+def _delta_along_frames(ctx, x: np.ndarray, frames, mode: str) -> np.ndarray:
+    """δH of each frame's rows against the rows of the frames before it (``previous``; NaN
+    for the first frame) or against its own rows (``self``)."""
+    n_h = len(ctx.bandwidths)
+    out = np.full((x.shape[0], n_h) if n_h > 1 else (x.shape[0],), np.nan, dtype=x.dtype)
+    with ctx.progress(total=len(frames), desc=f"δH ({mode})", unit="frame") as bar:
+        for _, _, start, stop in frames:
+            against = x[:start] if mode == "previous" else x[start:stop]
+            if against.shape[0]:
+                out[start:stop] = delta_entropy(ctx, x[start:stop], against, progress=False)
+            bar.update()
+    return out
 
 
 def _dh_histogram(columns, bandwidths, args) -> None:
@@ -409,8 +559,32 @@ def overlap_verb(args, ctx) -> Report:
         ]
         for i, h in enumerate(ctx.bandwidths)
     ]
-    table = Table(["h (1/Å)", "n_test", "n_ref", "overlap", "mean δH"], rows)
+    tables = [Table(["h (1/Å)", "n_test", "n_ref", "overlap", "mean δH"], rows)]
+    per_input = []
+    if len(test.specs) > 1:
+        sources = test.env_source()
+        input_rows = []
+        for index, spec in enumerate(test.specs):
+            d = columns[sources == index]
+            covered = np.mean(d < args.eps, axis=0)
+            entry = {
+                "source": spec,
+                "n_env": int(d.shape[0]),
+                "overlap": _per_h(covered if d.shape[1] > 1 else covered[0]),
+                "mean_delta_entropy": _per_h(d.mean(axis=0) if d.shape[1] > 1 else d[:, 0].mean()),
+            }
+            per_input.append(entry)
+            mean0 = float(d[:, 0].mean())
+            input_rows.append([spec, str(d.shape[0]), _f(float(covered[0])), _f(mean0)])
+        tables.append(
+            Table(
+                ["input", "n_env", "overlap", "mean δH"],
+                input_rows,
+                title=f"per test input (h = {_h(ctx.bandwidths[0])})",
+            )
+        )
     results = {
+        "per_input": per_input,
         "n_env_test": test.n_env,
         "n_env_reference": reference.n_env,
         "overlap": _per_h(values if len(ctx.bandwidths) > 1 else values[0]),
@@ -418,7 +592,7 @@ def overlap_verb(args, ctx) -> Report:
             columns.mean(axis=0) if len(ctx.bandwidths) > 1 else columns[:, 0].mean()
         ),
     }
-    return Report([table], results)
+    return Report(tables, results)
 
 
 # --------------------------------------------------------------------------------------------
@@ -437,6 +611,7 @@ def _npz_output(parser):
 
 @verb(
     "descriptors",
+    aliases=("make_descriptors",),
     help="compute QUESTS descriptors and save them to .npz",
     options=(add_inputs, add_descriptor_options, _npz_output),
     outputs=("output",),
@@ -449,8 +624,11 @@ def _npz_output(parser):
 )
 def descriptors_verb(args, ctx) -> Report:
     """Compute the descriptors of every environment (rows in input order, 2K-1 columns, 1/Å)
-    and save them to .npz under the key 'descriptors', with k, cutoff, dtype, the inputs and the
-    atoms per structure. Descriptor files are accepted wherever structure files are.
+    and save them to .npz under the key 'descriptors', with their provenance: k, cutoff,
+    species mode, dtype, the sources, and for every row its source (row_source, an index into
+    sources), frame (row_frame, -1 when unknown) and atom (row_atom). Descriptor files are
+    accepted wherever structure files are; the command line refuses to mix files made with
+    different k, cutoff or species mode, and -k/--cutoff that contradict them.
     """
     if Path(args.output).suffix.lower() != ".npz":
         raise CLIError(f"descriptor output must end in .npz, got {args.output}")
@@ -459,9 +637,11 @@ def descriptors_verb(args, ctx) -> Report:
     metadata = {
         "k": args.k,
         "cutoff": args.cutoff,
+        "species": "none",
         "dtype": args.dtype,
         "sources": np.asarray(data.specs),
         "jaxinfo_version": jaxinfo.__version__,
+        **_row_provenance(data),
     }
     if data.all_structures:
         metadata["atoms_per_structure"] = np.asarray(data.n_atoms, dtype=np.int64)
@@ -473,6 +653,39 @@ def descriptors_verb(args, ctx) -> Report:
     table = Table(["input", "kind", "structures", "n_env"], rows)
     note = f"wrote {args.output}: descriptors of shape {data.x.shape}, {data.x.dtype}"
     return Report([table], {"n_env": data.n_env}, [note])
+
+
+def _row_provenance(data) -> dict[str, np.ndarray]:
+    """row_source / row_frame / row_atom of every row (descriptor inputs keep their labels)."""
+    sources: list[str] = []
+    code: dict[str, int] = {}
+    row_source, row_frame, row_atom = [], [], []
+    for spec, frame, start, stop in data.frames():
+        index = code.setdefault(spec, len(code))
+        if index == len(sources):
+            sources.append(spec)
+        n = stop - start
+        row_source.append(np.full(n, index, dtype=np.int32))
+        try:
+            number = int(frame)
+        except ValueError:  # '-' or '#i' (position counted from the end of a file)
+            number = -1
+        row_frame.append(np.full(n, number, dtype=np.int64))
+        row_atom.append(np.arange(n, dtype=np.int32))
+    # descriptor inputs with labels keep their atom numbers
+    atoms = np.concatenate(row_atom)
+    offset = 0
+    for source, count in enumerate(data.env_counts):
+        labels = data.labels[source] if source < len(data.labels) else None
+        if labels is not None:
+            atoms[offset : offset + count] = labels[2]
+        offset += count
+    return {
+        "sources": np.asarray(sources),
+        "row_source": np.concatenate(row_source),
+        "row_frame": np.concatenate(row_frame),
+        "row_atom": atoms,
+    }
 
 
 # --------------------------------------------------------------------------------------------
@@ -550,19 +763,13 @@ def _volume_of(ctx, item: str) -> tuple[float, int | None]:
 # learning-curve
 
 
-def _fractions(text: str) -> list[float]:
-    values = [_positive_float(part) for part in text.split(",") if part.strip()]
-    if not values or any(v > 1 for v in values):
-        raise CLIError(f"--fractions must be numbers in (0, 1], got {text!r}")
-    return values
-
-
 def _learning_options(parser):
     group = parser.add_argument_group("sampling")
     which = group.add_mutually_exclusive_group()
     which.add_argument(
         "-f",
         "--fractions",
+        type=_fractions,
         default="0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1",
         metavar="F,F,...",
         help="sample sizes as fractions of the environments (default 0.1,0.2,...,1)",
@@ -596,13 +803,14 @@ def _sample_sizes(args, n_env: int | None) -> list[int]:
         if too_big:
             raise CLIError(f"--sizes {too_big} exceed the {n_env} environments of the input")
     else:
-        fractions = _fractions(args.fractions)
+        fractions = args.fractions
         sizes = [max(1, round(f * (n_env or 1))) for f in fractions]
     return sorted(set(sizes))
 
 
 @verb(
     "learning-curve",
+    aliases=("learning_curve",),
     help="entropy against sample size, several random draws without replacement",
     options=(
         add_inputs,
