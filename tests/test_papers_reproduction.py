@@ -135,3 +135,40 @@ def test_learning_curves_smoke(tmp_path):
         small, large = molecule["students"]
         assert small["information_gap"] > large["information_gap"]
         assert all_finite([small["force_norm_mae_kcal_mol_A"], large["force_norm_mae_kcal_mol_A"]])
+
+
+@pytest.mark.slow
+@pytest.mark.float32_only
+def test_carbon_subsets_delta_entropy_asymmetry(tmp_path):
+    report = run_figure("carbon_subsets", tmp_path)
+    assert all(
+        all_finite([s["H"]]) and s["H"] <= s["log_n"] + 1e-4 for s in report["subsets"].values()
+    )
+    matrix = np.array(report["overlap"]["matrix"])
+    assert np.allclose(np.diag(matrix), 1.0)
+    # graphene is (nearly) covered by nanotubes, and more than the reverse (paper Fig. 3)
+    assert report["graphene_covered_by_nanotubes"] >= 0.9
+    assert report["graphene_covered_by_nanotubes"] > report["nanotubes_covered_by_graphene"]
+
+
+@pytest.mark.slow
+@pytest.mark.float32_only
+def test_compression_gap_msc_closes_the_gap_first(tmp_path):
+    report = run_figure("compression_gap", tmp_path)
+    for pool in report["pools"].values():
+        methods = pool["methods"]
+        assert all(
+            all_finite([row["gap"], row["mae"]]) for rows in methods.values() for row in rows
+        )
+        assert all(rows[-1]["gap"] == pytest.approx(0.0, abs=1e-6) for rows in methods.values())
+        assert methods["msc"][0]["gap"] <= methods["random"][0]["gap"]
+
+
+@pytest.mark.slow
+@pytest.mark.float32_only
+def test_uncertainty_overlap_anticorrelates_with_error(tmp_path):
+    report = run_figure("uncertainty", tmp_path)
+    assert report["pearson_overlap_vs_log_mae"] < 0
+    covered = report["per_condition"]["bulk_300K"]
+    assert covered["overlap"] == pytest.approx(1.0)
+    assert covered["mae_eV_A"] == min(v["mae_eV_A"] for v in report["per_condition"].values())
