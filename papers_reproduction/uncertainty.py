@@ -38,7 +38,7 @@ def main(argv=None):
     args = parse_args(__doc__, argv)
     out = Figure("uncertainty", args, kind="surrogate", panel="Fig. 4 (teacher-student)")
     frames = load_example()
-    if args.quick:  # 4 frames per condition
+    if args.quick:  # the first 6 frames of each condition
         keep = [
             i
             for i, a in enumerate(frames)

@@ -169,6 +169,8 @@ def test_compression_gap_msc_closes_the_gap_first(tmp_path):
 def test_uncertainty_overlap_anticorrelates_with_error(tmp_path):
     report = run_figure("uncertainty", tmp_path)
     assert report["pearson_overlap_vs_log_mae"] < 0
-    covered = report["per_condition"]["bulk_300K"]
-    assert covered["overlap"] == pytest.approx(1.0)
-    assert covered["mae_eV_A"] == min(v["mae_eV_A"] for v in report["per_condition"].values())
+    conditions = report["per_condition"]
+    covered = conditions["bulk_300K"]  # the training condition (held-out frames)
+    assert covered["overlap"] == max(v["overlap"] for v in conditions.values())
+    assert covered["mae_eV_A"] == min(v["mae_eV_A"] for v in conditions.values())
+    assert conditions["liquid"]["overlap"] < 0.05
