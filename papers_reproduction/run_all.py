@@ -23,6 +23,8 @@ FIGURES = (
     "learning_curves",
     "carbon_subsets",
     "compression_gap",
+    "uncertainty",
+    "extrapolation",
 )
 
 
