@@ -174,3 +174,14 @@ def test_uncertainty_overlap_anticorrelates_with_error(tmp_path):
     assert covered["overlap"] == max(v["overlap"] for v in conditions.values())
     assert covered["mae_eV_A"] == min(v["mae_eV_A"] for v in conditions.values())
     assert conditions["liquid"]["overlap"] < 0.05
+
+
+@pytest.mark.slow
+@pytest.mark.float32_only
+def test_extrapolation_melt_is_less_covered_and_worse(tmp_path):
+    report = run_figure("extrapolation", tmp_path)
+    assert math.isfinite(report["pearson_overlap_vs_log_error_increase"])
+    for entry in report["potentials"].values():
+        warm, melt = entry["warm"], entry["melt"]
+        assert melt["overlap_with_cold"] < warm["overlap_with_cold"]
+        assert melt["error_increase"] > warm["error_increase"] > 1.0
