@@ -25,6 +25,7 @@ FIGURES = (
     "compression_gap",
     "uncertainty",
     "extrapolation",
+    "thermodynamics",
 )
 
 

@@ -185,3 +185,15 @@ def test_extrapolation_melt_is_less_covered_and_worse(tmp_path):
         warm, melt = entry["warm"], entry["melt"]
         assert melt["overlap_with_cold"] < warm["overlap_with_cold"]
         assert melt["error_increase"] > warm["error_increase"] > 1.0
+
+
+@pytest.mark.slow
+@pytest.mark.float32_only
+def test_thermodynamics_entropy_rises_with_temperature(tmp_path):
+    report = run_figure("thermodynamics", tmp_path)
+    heating = report["branches"]["heating"]
+    h = [row["H_fixed_h"] for row in heating]
+    assert all_finite(h) and h[-1] > h[0]
+    assert all(row["H_fixed_h"] <= math.log(row["n_environments"]) + 1e-4 for row in heating)
+    # the liquid branch starts less ordered than the crystal at the lowest temperature
+    assert report["branches"]["cooling"][0]["H_fixed_h"] > h[0]
