@@ -26,6 +26,7 @@ FIGURES = (
     "uncertainty",
     "extrapolation",
     "thermodynamics",
+    "outliers_at_scale",
 )
 
 

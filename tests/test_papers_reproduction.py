@@ -197,3 +197,14 @@ def test_thermodynamics_entropy_rises_with_temperature(tmp_path):
     assert all(row["H_fixed_h"] <= math.log(row["n_environments"]) + 1e-4 for row in heating)
     # the liquid branch starts less ordered than the crystal at the lowest temperature
     assert report["branches"]["cooling"][0]["H_fixed_h"] > h[0]
+
+
+@pytest.mark.slow
+@pytest.mark.float32_only
+def test_outliers_at_scale_defects_are_outliers(tmp_path):
+    report = run_figure("outliers_at_scale", tmp_path)
+    regions = report["regions"]
+    assert all_finite([r["median_dH"] for r in regions.values()])
+    bulk = regions["bulk"]["median_dH"]
+    for name in ("molten pocket", "void surface", "grain"):
+        assert regions[name]["median_dH"] > bulk + 10.0
