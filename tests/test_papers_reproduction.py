@@ -205,6 +205,9 @@ def test_outliers_at_scale_defects_are_outliers(tmp_path):
     report = run_figure("outliers_at_scale", tmp_path)
     regions = report["regions"]
     assert all_finite([r["median_dH"] for r in regions.values()])
-    bulk = regions["bulk"]["median_dH"]
-    for name in ("molten pocket", "void surface", "grain"):
-        assert regions[name]["median_dH"] > bulk + 10.0
+    bulk = regions["bulk"]
+    for name in ("molten pocket", "void surface"):
+        assert regions[name]["median_dH"] > bulk["median_dH"] + 10.0
+    # the rotated grain is fcc inside (the descriptor is rotation invariant): only its
+    # boundaries are novel, so compare fractions rather than medians
+    assert regions["grain"]["fraction_dH_above_0"] > bulk["fraction_dH_above_0"]
