@@ -408,11 +408,14 @@ class NeighbourList:
 
 
 class NeighbourListFns(typing.NamedTuple):
-    """``allocate(positions, cell, pbc) -> NeighbourList`` (host) and
-    ``update(positions, cell, neighbours) -> NeighbourList`` (pure, jit-able)."""
+    """``allocate(positions, cell, pbc) -> NeighbourList`` (host),
+    ``update(positions, cell, neighbours) -> NeighbourList`` (pure, jit-able) and
+    ``stale(positions, cell, neighbours) -> bool`` (pure: the overflow ``update`` would set,
+    without recomputing the table)."""
 
     allocate: typing.Callable
     update: typing.Callable
+    stale: typing.Callable
 
 
 def neighbour_list(
@@ -479,8 +482,9 @@ def neighbour_list(
 
     def update(positions, cell, neighbours: NeighbourList) -> NeighbourList:
         cand = neighbours.candidates
-        positions = jnp.asarray(positions)
-        cell = jnp.asarray(cell, positions.dtype)
+        # The table is never differentiated: geometry is recomputed from it downstream.
+        positions = jax.lax.stop_gradient(jnp.asarray(positions))
+        cell = jax.lax.stop_gradient(jnp.asarray(cell, positions.dtype))
         shift = jnp.asarray(cand.shift).astype(positions.dtype)
         vectors = positions[cand.index] + shift @ cell - positions[:, None, :]
         squared = jnp.where(cand.mask, jnp.sum(vectors * vectors, axis=-1), jnp.inf)
@@ -495,21 +499,29 @@ def neighbour_list(
                 jnp.pad(a, [(0, 0), (0, k - slots)] + [(0, 0)] * (a.ndim - 2))
                 for a in (index, shifts, mask)
             )
-        # Staleness: displacement beyond the affine motion of the cell, plus the strain times
-        # the candidate radius, must stay below the skin (pair distances change by at most
-        # twice the largest displacement).
-        built_cell = jnp.asarray(neighbours.cell, positions.dtype)
-        affine = jnp.linalg.solve(built_cell, _lattice(cell, neighbours.pbc))
-        moved = positions - jnp.asarray(neighbours.positions, positions.dtype) @ affine
-        largest = jnp.sqrt(jnp.max(jnp.sum(moved * moved, axis=-1)))
-        strain = jnp.linalg.norm(affine - jnp.eye(3, dtype=positions.dtype), 2)
-        stale = 2.0 * largest + strain * radius > skin
+        stale = moved_too_far(positions, cell, neighbours)
         table = NeighbourTable(index=index.astype(jnp.int32), shift=shifts, mask=mask)
         return dataclasses.replace(
             neighbours, table=table, overflow=jnp.logical_or(neighbours.overflow, stale)
         )
 
-    return NeighbourListFns(allocate=allocate, update=update)
+    def moved_too_far(positions, cell, neighbours: NeighbourList):
+        # Pair distances change by at most twice the largest displacement beyond the affine
+        # motion of the cell, plus the strain times the candidate radius (Frobenius norm: an
+        # upper bound of the spectral norm that needs no SVD).
+        built_cell = jnp.asarray(neighbours.cell, positions.dtype)
+        cell = _lattice(jnp.asarray(cell, positions.dtype), neighbours.pbc)
+        affine = jnp.linalg.inv(built_cell) @ cell
+        moved = positions - jnp.asarray(neighbours.positions, positions.dtype) @ affine
+        largest = jnp.sqrt(jnp.max(jnp.sum(moved * moved, axis=-1)))
+        strain = jnp.sqrt(jnp.sum((affine - jnp.eye(3, dtype=positions.dtype)) ** 2))  # >= 2-norm
+        return 2.0 * largest + strain * radius > skin
+
+    def stale(positions, cell, neighbours: NeighbourList):
+        positions = jax.lax.stop_gradient(jnp.asarray(positions))
+        return neighbours.overflow | moved_too_far(positions, cell, neighbours)
+
+    return NeighbourListFns(allocate=allocate, update=update, stale=stale)
 
 
 def _lattice(cell, pbc):
