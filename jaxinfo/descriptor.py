@@ -216,8 +216,11 @@ def neighbour_vectors(positions: jax.Array, cell: jax.Array, table: NeighbourTab
     Returns:
         (n_atoms, k, 3) array of ``positions[j] + shift @ cell - positions[i]``.
     """
+    positions = jnp.asarray(positions)
     shift = jnp.asarray(table.shift).astype(positions.dtype)
-    return positions[table.index] + shift @ cell - positions[:, None, :]
+    return (
+        positions[table.index] + shift @ jnp.asarray(cell, positions.dtype) - positions[:, None, :]
+    )
 
 
 def structure_descriptors(
