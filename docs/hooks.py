@@ -31,6 +31,8 @@ API_GROUPS: dict[str, list[str]] = {
         "environment_descriptor",
         "neighbour_table",
         "NeighbourTable",
+        "neighbour_list",
+        "NeighbourList",
     ],
     "Estimators": [
         "entropy",

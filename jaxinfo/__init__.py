@@ -20,7 +20,7 @@ from jaxinfo.estimators import (
     overlap,
 )
 from jaxinfo.kernels import PreparedReference, log_kernel_sums, prepare_reference
-from jaxinfo.neighbours import NeighbourTable, neighbour_table
+from jaxinfo.neighbours import NeighbourList, NeighbourTable, neighbour_list, neighbour_table
 from jaxinfo.selection import select, selection_summary
 from jaxinfo.sharding import data_mesh
 
@@ -28,6 +28,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "DatasetMetrics",
+    "NeighbourList",
     "NeighbourTable",
     "PreparedReference",
     "atomic_volume",
@@ -41,6 +42,7 @@ __all__ = [
     "environment_descriptor",
     "log_density",
     "log_kernel_sums",
+    "neighbour_list",
     "neighbour_table",
     "overlap",
     "prepare_reference",
