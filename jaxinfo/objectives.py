@@ -24,9 +24,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxinfo.descriptor import DEFAULT_CUTOFF, structure_descriptors
 from jaxinfo.kernels import log_kernel_sums
 
-__all__ = ["INFORMATION_KINDS", "Reference", "information", "reference_add", "reference_init"]
+__all__ = [
+    "INFORMATION_KINDS",
+    "Reference",
+    "information",
+    "reference_add",
+    "reference_init",
+    "structure_information",
+]
 
 INFORMATION_KINDS = ("mean", "max", "entropy")
 
@@ -143,6 +151,30 @@ def information(x, reference: Reference, h: float, kind: str = "mean", saturatio
     total = (reference.count + x.shape[0]).astype(x.dtype)
     summed = jnp.sum(jnp.where(valid, log_p_ref, 0.0)) + jnp.sum(log_p_new)
     return jnp.log(total) - summed / total
+
+
+def structure_information(
+    positions, cell, table, reference: Reference, h: float, kind: str = "mean", *,
+    saturation=None, cutoff: float = DEFAULT_CUTOFF,
+):  # fmt: skip
+    """:func:`information` of a structure's environments: a pure function of positions and
+    cell (differentiable in both), e.g. ``jax.grad(structure_information)`` for generation.
+
+    Args:
+        positions: (n_atoms, 3) Å.
+        cell: (3, 3) rows, Å.
+        table: the structure's descriptor table (e.g. ``neighbour_list(...).update(...).table``).
+        reference: a :class:`Reference`.
+        h: bandwidth, 1/Å.
+        kind: ``"mean"``, ``"max"`` or ``"entropy"``.
+        saturation: s in nats or None (mean/max).
+        cutoff: descriptor cutoff, Å.
+
+    Returns:
+        Scalar, nats.
+    """
+    x = structure_descriptors(positions, cell, table, cutoff)
+    return information(x, reference, h, kind, saturation)
 
 
 def as_reference_rows(x0, width: int) -> np.ndarray:
