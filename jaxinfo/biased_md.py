@@ -417,14 +417,25 @@ def run_md(
     cell_j, masses_j = jnp.asarray(cell, dtype), jnp.asarray(masses, dtype)
     kT = jnp.asarray(units.kB * temperature, dtype)
 
+    capacities = {}  # candidate slots kept from the first allocation: no recompilation
+
+    def allocate_one(key, k, cutoff, skin, positions):
+        fns = neighbour_list(k, cutoff, skin=skin, capacity=capacities.get(key))
+        neighbours = fns.allocate(positions, cell, pbc)
+        if neighbours.overflow:  # more candidates than before: grow (one recompilation)
+            neighbours = neighbour_list(k, cutoff, skin=skin).allocate(positions, cell, pbc)
+        capacities[key] = neighbours.candidates.k
+        return neighbours
+
     def allocate(positions):
         positions = np.asarray(positions, dtype=np.float64)
         pot_list = desc_list = None
         if potential.cutoff is not None:
-            fns = neighbour_list(potential.k, potential.cutoff, skin=potential.skin)
-            pot_list = fns.allocate(positions, cell, pbc)
+            pot = (potential.k, potential.cutoff, potential.skin)
+            pot_list = allocate_one("potential", *pot, positions)
         if bias is not None:
-            desc_list = descriptor_neighbours(bias).allocate(positions, cell, pbc)
+            desc = (bias.k + bias.smooth, bias.cutoff, DESCRIPTOR_SKIN)
+            desc_list = allocate_one("descriptor", *desc, positions)
         return pot_list, desc_list
 
     # The visited set: a reference of planned capacity (it cannot overflow).
