@@ -35,6 +35,8 @@ API_GROUPS: dict[str, list[str]] = {
         "environment_descriptor",
         "neighbour_table",
         "NeighbourTable",
+        "neighbour_list",
+        "NeighbourList",
     ],
     "Estimators": [
         "entropy",

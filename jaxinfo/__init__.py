@@ -20,7 +20,7 @@ from jaxinfo.estimators import (
     overlap,
 )
 from jaxinfo.kernels import PreparedReference, log_kernel_sums, prepare_reference
-from jaxinfo.neighbours import NeighbourTable, neighbour_table
+from jaxinfo.neighbours import NeighbourList, NeighbourTable, neighbour_list, neighbour_table
 from jaxinfo.sampling import SampledEstimate, estimate_diversity, estimate_entropy
 from jaxinfo.selection import select, selection_summary
 from jaxinfo.sharding import data_mesh
@@ -31,6 +31,7 @@ __version__ = "0.1.0"
 __all__ = [
     "DatasetMetrics",
     "DescriptorSource",
+    "NeighbourList",
     "NeighbourTable",
     "PreparedReference",
     "SampledEstimate",
@@ -48,6 +49,7 @@ __all__ = [
     "estimate_entropy",
     "log_density",
     "log_kernel_sums",
+    "neighbour_list",
     "neighbour_table",
     "open_source",
     "overlap",

@@ -1,10 +1,10 @@
 """Molecular dynamics with δH as a collective variable (metadynamics-style bias).
 
-Plain-JAX velocity Verlet (NVE) or Langevin (BAOAB, NVT) at fixed cell with a potential from
+Velocity Verlet (NVE) or Langevin (BAOAB, NVT) at fixed cell with a potential from
 :mod:`jaxinfo.potentials` (or any JAX ``energy_fn(positions, cell)``). An optional bias pushes
 the system towards configurations it has not visited: every ``deposit_every`` steps the current
-frame's environments join a visited set V (the starting frame is deposited at step 0), and the
-bias energy is one of
+frame's environments join a visited set V (a :class:`jaxinfo.objectives.Reference`; the
+starting frame is deposited at step 0), and the bias energy is one of
 
 * ``kind="delta"``: ``U = −strength · mean_i s·tanh(δH(x_i | V) / s)``, a reward for novelty
   (δH in nats, saturated at ``s = saturation`` nats so that far-away configurations feel no
@@ -13,16 +13,20 @@ bias energy is one of
   = strength · Σ_i exp(−δH(x_i | V))``: Gaussian hills of height ``strength`` (eV) and width h
   centred on every visited environment, i.e. metadynamics in descriptor space.
 
-Bias forces are ``−∂U/∂r`` through :func:`jaxinfo.descriptor.structure_descriptors` (jax.grad).
-With ``bias=None`` the loop is plain MD: velocity Verlet conserves ``E_pot + E_kin``.
+The pieces are pure functions that compose in a user's own ``jax.lax.scan`` (the jax-md
+``simulate`` pattern): :func:`md_energy` builds ``energy_fn(positions, neighbours, reference)``
+whose descriptor table is recomputed by top-k from a candidate list at every evaluation (so it
+is never stale), and :func:`md_step` returns ``(init_fn, apply_fn)`` of one integrator step.
+:func:`run_md` is a thin host loop over them: it runs ``rebuild_every`` steps per compiled
+chunk, re-allocates the neighbour lists when their ``overflow`` flag trips (the rejected steps
+are redone) and deposits frames. Random numbers are drawn from ``jax.random.fold_in(key, step)``,
+so results do not depend on the chunking and equal seeds give identical trajectories.
+
+Energy conservation: with the bias on and no deposits, NVE drifts because the k-nearest
+truncation of the standard descriptor jumps when neighbour ranks k and k + 1 swap inside the
+cutoff; ``DeltaEntropyBias(smooth=True)`` uses the continuous variant of the descriptor.
 
 Units: positions Å, velocities Å/fs, time fs, masses amu, energies eV, temperatures K.
-
-The loop runs ``rebuild_every`` steps at a time in one compiled ``lax.scan``; between chunks the
-host rebuilds the neighbour tables (static shapes). If an atom moved more than half the
-potential's skin within a chunk, the chunk is redone in halves, so the potential never misses a
-pair. Random numbers are drawn from ``jax.random.fold_in(key, step)``, so results do not depend
-on the chunking and equal seeds give identical trajectories.
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 import time
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -44,18 +50,35 @@ from jaxinfo._validation import (
     check_k,
     check_positive,
 )
-from jaxinfo.descriptor import DEFAULT_CUTOFF, DEFAULT_K, structure_descriptors
+from jaxinfo.descriptor import (
+    DEFAULT_CUTOFF,
+    DEFAULT_K,
+    smooth_structure_descriptors,
+    structure_descriptors,
+)
 from jaxinfo.estimators import DEFAULT_BANDWIDTH
-from jaxinfo.generation import DESCRIPTOR_SKIN
 from jaxinfo.kernels import log_kernel_sums
-from jaxinfo.neighbours import neighbour_table
+from jaxinfo.neighbours import neighbour_list
+from jaxinfo.objectives import Reference, as_reference_rows, reference_add, reference_init
 from jaxinfo.potentials import as_potential
 
-__all__ = ["BIAS_KINDS", "DeltaEntropyBias", "MDResult", "run_md"]
+__all__ = [
+    "BIAS_KINDS",
+    "DeltaEntropyBias",
+    "MDResult",
+    "MDState",
+    "bias_descriptors",
+    "bias_energy",
+    "md_energy",
+    "md_step",
+    "run_md",
+]
 
 BIAS_KINDS = ("delta", "hills")
 #: 1 amu Å²/fs² in eV.
 MVV2E = units._amu * 1e10 / units._e
+#: Extra radius (Å) of the descriptor's candidate list.
+DESCRIPTOR_SKIN = 0.5
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,6 +93,8 @@ class DeltaEntropyBias:
         h: kernel bandwidth, 1/Å.
         k: descriptor neighbours.
         cutoff: descriptor cutoff, Å.
+        smooth: use :func:`jaxinfo.descriptor.smooth_structure_descriptors` (continuous
+            when neighbour ranks k and k + 1 swap: energy conservation between deposits).
     """
 
     strength: float
@@ -79,6 +104,7 @@ class DeltaEntropyBias:
     h: float = DEFAULT_BANDWIDTH
     k: int = DEFAULT_K
     cutoff: float = DEFAULT_CUTOFF
+    smooth: bool = False
 
     def __post_init__(self):
         check_positive("bias strength (eV)", self.strength)
@@ -130,91 +156,151 @@ class MDResult:
         return self.potential_energy + self.kinetic_energy + self.bias_energy
 
 
-def _bias_energy(positions, cell, desc_table, visited, visited_log_w, bias: DeltaEntropyBias):
-    x = structure_descriptors(positions, cell, desc_table, bias.cutoff)
-    log_sums = log_kernel_sums(x, visited, bias.h, log_weights=visited_log_w)
+def descriptor_neighbours(bias: DeltaEntropyBias):
+    """The neighbour-list functions of the bias's descriptor (k + 1 slots when smooth)."""
+    return neighbour_list(bias.k + bias.smooth, bias.cutoff, skin=DESCRIPTOR_SKIN)
+
+
+def bias_descriptors(positions, cell, table, bias: DeltaEntropyBias):
+    """(n_atoms, 2k − 1) descriptors the bias uses (standard, or smooth with a k + 1 table)."""
+    describe = smooth_structure_descriptors if bias.smooth else structure_descriptors
+    return describe(positions, cell, table, bias.cutoff)
+
+
+def bias_energy(positions, cell, table, reference: Reference, bias: DeltaEntropyBias):
+    """Bias energy U in eV of a configuration against the visited set (pure, differentiable).
+
+    Args:
+        positions: (n_atoms, 3) Å.
+        cell: (3, 3) rows, Å.
+        table: descriptor neighbour table at these positions (k + 1 slots when smooth).
+        reference: the visited set.
+        bias: the settings.
+
+    Returns:
+        Scalar, eV.
+    """
+    x = bias_descriptors(positions, cell, table, bias)
+    log_sums = log_kernel_sums(x, reference.x, bias.h, log_weights=reference.log_weights)
     if bias.kind == "delta":
         s = bias.saturation
         return -bias.strength * jnp.mean(s * jnp.tanh(-log_sums / s))
     return bias.strength * jnp.sum(jnp.exp(log_sums))
 
 
-def _forces(positions, cell, tables, visited, potential, bias):
-    """Forces (eV/Å), potential energy and bias energy (eV)."""
-    pot_table, desc_table, visited_log_w = tables
+def md_energy(potential, bias: DeltaEntropyBias | None, cell) -> Callable:
+    """``energy_fn(positions, neighbours, reference) -> (energy, (e_pot, e_bias, overflow))``.
 
-    def total(positions):
-        e_pot = potential.energy(positions, cell, pot_table)
-        if bias is None:
-            return e_pot, (e_pot, jnp.zeros_like(e_pot))
-        e_bias = _bias_energy(positions, cell, desc_table, visited, visited_log_w, bias)
-        return e_pot + e_bias, (e_pot, e_bias)
+    ``neighbours`` is a pair ``(potential list or None, descriptor list or None)`` of
+    :class:`jaxinfo.neighbours.NeighbourList`; the potential uses its list's candidates (all
+    pairs within cutoff + skin), the bias a k-nearest table recomputed at ``positions``.
+    ``overflow`` is True when either list is stale at ``positions``.
+    """
+    potential = as_potential(potential)
+    pot_stale = None
+    if potential.cutoff is not None:
+        pot_stale = neighbour_list(potential.k, potential.cutoff, skin=potential.skin).stale
 
-    (_, (e_pot, e_bias)), grad = jax.value_and_grad(total, has_aux=True)(positions)
-    return -grad, e_pot, e_bias
+    def energy_fn(positions, neighbours, reference):
+        pot_list, desc_list = neighbours
+        overflow = jnp.zeros((), bool)
+        table = None
+        if pot_stale is not None:
+            overflow = pot_stale(positions, cell, pot_list)
+            table = pot_list.candidates
+        e_pot = potential.energy(positions, cell, table)
+        e_bias = jnp.zeros_like(e_pot)
+        if bias is not None:
+            desc_list = descriptor_neighbours(bias).update(positions, cell, desc_list)
+            overflow = overflow | desc_list.overflow
+            e_bias = bias_energy(positions, cell, desc_list.table, reference, bias)
+        return e_pot + e_bias, (e_pot, e_bias, overflow)
+
+    return energy_fn
 
 
-@functools.partial(jax.jit, static_argnames=("potential", "bias"))
-def _initial_forces(positions, cell, tables, visited, *, potential, bias):
-    return _forces(positions, cell, tables, visited, potential, bias)
+class MDState(NamedTuple):
+    """State of :func:`md_step` (a pytree).
+
+    Attributes:
+        positions: (n_atoms, 3) Å.
+        velocities: (n_atoms, 3) Å/fs.
+        forces: (n_atoms, 3) eV/Å at ``positions``.
+        energy: scalar, eV (the energy function's value at ``positions``).
+        aux: the energy function's auxiliary output at ``positions``.
+    """
+
+    positions: jax.Array
+    velocities: jax.Array
+    forces: jax.Array
+    energy: jax.Array
+    aux: object
 
 
-@functools.partial(jax.jit, static_argnames=("potential", "bias", "n", "langevin"))
+def md_step(energy_fn, masses, *, timestep: float, kT: float = 0.0, friction=None):
+    """One velocity-Verlet (NVE) or BAOAB Langevin (NVT) step as ``(init_fn, apply_fn)``.
+
+    Args:
+        energy_fn: ``energy_fn(positions, **kwargs) -> (energy, aux)``, eV.
+        masses: (n_atoms,) amu.
+        timestep: fs.
+        kT: bath temperature in eV (Langevin only).
+        friction: γ in 1/fs, or None for NVE.
+
+    Returns:
+        ``init_fn(positions, velocities, **kwargs) -> MDState`` and
+        ``apply_fn(state, key, **kwargs) -> MDState`` (``key`` is ignored for NVE); both pure.
+    """
+    inv_mass = 1.0 / (jnp.asarray(masses)[:, None] * MVV2E)  # eV/Å -> Å/fs² per unit force
+    c1 = None if friction is None else float(np.exp(-friction * timestep))
+    value_and_grad = jax.value_and_grad(energy_fn, has_aux=True)
+
+    def init_fn(positions, velocities, **kwargs):
+        (energy, aux), grad = value_and_grad(positions, **kwargs)
+        return MDState(positions, velocities, -grad, energy, aux)
+
+    def apply_fn(state, key=None, **kwargs):
+        dt = jnp.asarray(timestep, state.positions.dtype)
+        velocities = state.velocities + 0.5 * dt * state.forces * inv_mass
+        positions = state.positions + 0.5 * dt * velocities
+        if c1 is not None:
+            noise = jax.random.normal(key, velocities.shape, velocities.dtype)
+            velocities = c1 * velocities + jnp.sqrt((1.0 - c1 * c1) * kT * inv_mass) * noise
+        positions = positions + 0.5 * dt * velocities
+        new = init_fn(positions, velocities, **kwargs)
+        return new._replace(velocities=new.velocities + 0.5 * dt * new.forces * inv_mass)
+
+    return init_fn, apply_fn
+
+
+def kinetic_energy(velocities, masses):
+    """Kinetic energy in eV of (n, 3) velocities (Å/fs) and (n,) masses (amu)."""
+    return 0.5 * MVV2E * jnp.sum(masses[:, None] * velocities * velocities)
+
+
+@functools.partial(jax.jit, static_argnames=("potential", "bias", "n", "friction", "timestep"))
 def _chunk(
-    state,
-    cell,
-    tables,
-    visited,
-    masses,
-    params,
-    key,
-    first_step,
-    n_todo,
-    half_skin,
-    *,
-    potential,
-    bias,
-    n,
-    langevin,
-):
-    """Up to n BAOAB (or velocity Verlet) steps with one set of tables.
-
-    Steps beyond ``n_todo``, and every step from the first one that would move an atom more
-    than ``half_skin`` (Å) from where the tables were built, leave the state unchanged.
+    state, cell, neighbours, reference, masses, kT, key, first, n_todo, *, potential, bias, n,
+    friction, timestep,
+):  # fmt: skip
+    """Up to n steps; from the first step whose lists are stale on, the state stays put.
 
     Returns:
         (state, (e_pot, e_kin, e_bias) per step, number of steps done).
     """
-    dt, c1, kT = params
-    inv_mass = 1.0 / (masses[:, None] * MVV2E)  # (eV/Å) -> Å/fs² per unit force
-    built = state[0]
+    energy_fn = md_energy(potential, bias, cell)
+    _, apply_fn = md_step(energy_fn, masses, timestep=timestep, kT=kT, friction=friction)
 
     def step(carry, offset):
         old, active = carry
-        positions, velocities, forces = old
-        velocities = velocities + 0.5 * dt * forces * inv_mass
-        positions = positions + 0.5 * dt * velocities
-        if langevin:
-            index = first_step + offset
-            noise = jax.random.normal(jax.random.fold_in(key, index), velocities.shape)
-            sigma = jnp.sqrt((1.0 - c1 * c1) * kT * inv_mass)
-            velocities = c1 * velocities + sigma * noise.astype(velocities.dtype)
-        positions = positions + 0.5 * dt * velocities
-        moved = jnp.max(jnp.sum((positions - built) ** 2, axis=-1))
-        active = active & (offset < n_todo) & (moved <= half_skin * half_skin)
-        # Forces are computed only for steps that are taken (a rejected step costs nothing).
-        forces, e_pot, e_bias = jax.lax.cond(
-            active,
-            lambda p: _forces(p, cell, tables, visited, potential, bias),
-            lambda p: (jnp.zeros_like(p), jnp.zeros((), p.dtype), jnp.zeros((), p.dtype)),
-            positions,
-        )
-        velocities = velocities + 0.5 * dt * forces * inv_mass
-        e_kin = 0.5 * MVV2E * jnp.sum(masses[:, None] * velocities * velocities)
-        new = jax.tree.map(
-            lambda a, b: jnp.where(active, a, b), (positions, velocities, forces), old
-        )
-        return (new, active), (e_pot, e_kin, e_bias, active)
+        new = apply_fn(
+            old, jax.random.fold_in(key, first + offset), neighbours=neighbours,
+            reference=reference,
+        )  # fmt: skip
+        active = active & (offset < n_todo) & ~new.aux[2]
+        new = jax.tree.map(lambda a, b: jnp.where(active, a, b), new, old)
+        e_kin = kinetic_energy(new.velocities, masses)
+        return (new, active), (new.aux[0], e_kin, new.aux[1], active)
 
     (state, _), (e_pot, e_kin, e_bias, done) = jax.lax.scan(
         step, (state, jnp.asarray(True)), jnp.arange(n)
@@ -222,9 +308,18 @@ def _chunk(
     return state, (e_pot, e_kin, e_bias), jnp.sum(done)
 
 
-@functools.partial(jax.jit, static_argnames=("cutoff",))
-def _descriptors(positions, cell, table, cutoff):
-    return structure_descriptors(positions, cell, table, cutoff)
+@functools.partial(jax.jit, static_argnames=("potential", "bias", "friction", "timestep"))
+def _init(positions, velocities, cell, neighbours, reference, masses, *, potential, bias,
+          friction, timestep):  # fmt: skip
+    init_fn, _ = md_step(md_energy(potential, bias, cell), masses, timestep=timestep,
+                         friction=friction)  # fmt: skip
+    return init_fn(positions, velocities, neighbours=neighbours, reference=reference)
+
+
+@functools.partial(jax.jit, static_argnames=("bias",))
+def _deposit(positions, cell, desc_list, reference, *, bias):
+    table = descriptor_neighbours(bias).update(positions, cell, desc_list).table
+    return reference_add(reference, bias_descriptors(positions, cell, table, bias), bias.h)
 
 
 def _maxwell_boltzmann(masses, temperature, rng):
@@ -266,16 +361,15 @@ def run_md(
             earlier run); the starting frame is deposited in any case.
         seed: seeds the initial velocities and the Langevin noise.
         record_every: steps between recorded frames; a multiple of ``rebuild_every``.
-        rebuild_every: steps per compiled chunk between host rebuilds of the neighbour tables;
-            must divide ``bias.deposit_every``.
+        rebuild_every: steps per compiled chunk (the neighbour lists are re-allocated only
+            when they overflow); must divide ``bias.deposit_every``.
 
     Returns:
         An :class:`MDResult`.
 
     Raises:
         ValueError: for bad geometry, n_steps < 1, timestep <= 0, temperature <= 0,
-            friction <= 0, intervals that are not multiples of ``rebuild_every``, or a
-            neighbour-table overflow of the potential.
+            friction <= 0, or intervals that are not multiples of ``rebuild_every``.
         RuntimeError: if an atom moves more than half the skin in a single step (timestep far
             too large or exploding dynamics).
 
@@ -317,147 +411,97 @@ def run_md(
         raise ValueError("all masses must be > 0 (amu)")
 
     dtype = jnp.zeros(()).dtype
-    rng = np.random.default_rng(seed)
-    velocities = _maxwell_boltzmann(masses, temperature, rng)
+    velocities = _maxwell_boltzmann(masses, temperature, np.random.default_rng(seed))
     key = jax.random.key(seed)
-    kT = units.kB * temperature
-    c1 = 1.0 if friction is None else float(np.exp(-friction * timestep))
-    params = (jnp.asarray(timestep, dtype), jnp.asarray(c1, dtype), jnp.asarray(kT, dtype))
-    langevin = friction is not None
-    cell_j = jnp.asarray(cell, dtype)
-    masses_j = jnp.asarray(masses, dtype)
-    skin = potential.skin if potential.cutoff is not None else np.inf
+    static = dict(potential=potential, bias=bias, friction=friction, timestep=timestep)
+    cell_j, masses_j = jnp.asarray(cell, dtype), jnp.asarray(masses, dtype)
+    kT = jnp.asarray(units.kB * temperature, dtype)
 
-    # Visited set: a buffer of planned capacity (padding rows have weight zero).
-    n_atoms = positions.shape[0]
-    visited_rows = np.zeros((0, 2 * (bias.k if bias else DEFAULT_K) - 1))
-    if bias is not None and visited is not None:
-        visited_rows = np.asarray(visited, dtype=np.float64)
-        if visited_rows.ndim != 2 or visited_rows.shape[1] != 2 * bias.k - 1:
-            raise ValueError(
-                f"visited must have shape (N, {2 * bias.k - 1}), got {visited_rows.shape}"
-            )
-    n_deposits = 1 + n_steps // bias.deposit_every if bias is not None else 0
-    capacity = max(visited_rows.shape[0] + n_deposits * n_atoms, 1)
-    buffer = np.zeros((capacity, visited_rows.shape[1]))
-    buffer[: visited_rows.shape[0]] = visited_rows
-    log_w = np.full(capacity, -np.inf)
-    log_w[: visited_rows.shape[0]] = 0.0
-    count = visited_rows.shape[0]
-    deposit_steps = []
-    evaluations = 1  # the initial forces
+    capacities = {}  # candidate slots kept from the first allocation: no recompilation
 
-    def tables_for(positions):
-        pot_table = potential.neighbour_table(positions, cell, pbc)
-        desc_table = None
+    def allocate_one(key, k, cutoff, skin, positions):
+        fns = neighbour_list(k, cutoff, skin=skin, capacity=capacities.get(key))
+        neighbours = fns.allocate(positions, cell, pbc)
+        if neighbours.overflow:  # more candidates than before: grow (one recompilation)
+            neighbours = neighbour_list(k, cutoff, skin=skin).allocate(positions, cell, pbc)
+        capacities[key] = neighbours.candidates.k
+        return neighbours
+
+    def allocate(positions):
+        positions = np.asarray(positions, dtype=np.float64)
+        pot_list = desc_list = None
+        if potential.cutoff is not None:
+            pot = (potential.k, potential.cutoff, potential.skin)
+            pot_list = allocate_one("potential", *pot, positions)
         if bias is not None:
-            desc_table = neighbour_table(
-                positions, cell, pbc, bias.k, bias.cutoff + DESCRIPTOR_SKIN
-            )
-        return pot_table, desc_table
+            desc = (bias.k + bias.smooth, bias.cutoff, DESCRIPTOR_SKIN)
+            desc_list = allocate_one("descriptor", *desc, positions)
+        return pot_list, desc_list
 
-    def deposit(positions, step):
-        nonlocal count
-        _, desc_table = tables_for(positions)
-        x = np.asarray(_descriptors(jnp.asarray(positions, dtype), cell_j, desc_table, bias.cutoff))
-        buffer[count : count + n_atoms] = x
-        log_w[count : count + n_atoms] = 0.0
-        count += n_atoms
-        deposit_steps.append(step)
-
+    # The visited set: a reference of planned capacity (it cannot overflow).
+    n_atoms = positions.shape[0]
+    width = 2 * (bias.k if bias else DEFAULT_K) - 1
+    rows = np.zeros((0, width))
+    if bias is not None and visited is not None:
+        rows = as_reference_rows(visited, width)
+    n_deposits = 1 + n_steps // bias.deposit_every if bias is not None else 0
+    capacity = max(rows.shape[0] + n_deposits * n_atoms, 1)
+    reference = reference_init(jnp.asarray(rows, dtype), capacity, bias.h if bias else 1.0)
+    deposit_steps = []
+    neighbours, fresh = allocate(positions), True
+    state_positions = jnp.asarray(positions, dtype)
     if bias is not None:
-        deposit(positions, 0)
-    visited_j = jnp.asarray(buffer, dtype)
-    static = dict(potential=potential, bias=bias)
-
-    pot_table, desc_table = tables_for(positions)
-    pos_j, vel_j = jnp.asarray(positions, dtype), jnp.asarray(velocities, dtype)
-    forces, e_pot, e_bias = _initial_forces(
-        pos_j, cell_j, (pot_table, desc_table, jnp.asarray(log_w, dtype)), visited_j, **static
-    )
-    e_kin = 0.5 * MVV2E * float(np.sum(masses[:, None] * velocities**2))
-    energies = [(float(e_pot), e_kin, float(e_bias))]
+        reference = _deposit(state_positions, cell_j, neighbours[1], reference, bias=bias)
+        deposit_steps.append(0)
+    state = _init(state_positions, jnp.asarray(velocities, dtype), cell_j, neighbours, reference,
+                  masses_j, **static)  # fmt: skip
+    evaluations = 1  # the initial forces
+    e_kin = float(kinetic_energy(state.velocities, masses_j))
+    energies = [(float(state.aux[0]), e_kin, float(state.aux[1]))]
     frames = []
 
-    def record(pos, vel, step, e_pot, e_bias):
-        frame = Atoms(
-            numbers=atoms.numbers, positions=np.asarray(pos), cell=cell, pbc=pbc, masses=masses
-        )
-        frame.set_velocities(np.asarray(vel) / units.fs)  # ase velocity units: Å / (ase time)
-        frame.info.update(
-            step=step,
-            time_fs=step * timestep,
-            energy=float(e_pot),
-            bias_energy=float(e_bias),
-            energy_evaluations=evaluations,
-        )
+    def record(state, step, e_pot, e_bias):
+        frame = Atoms(numbers=atoms.numbers, positions=np.asarray(state.positions), cell=cell,
+                      pbc=pbc, masses=masses)  # fmt: skip
+        frame.set_velocities(np.asarray(state.velocities) / units.fs)  # ase: Å / (ase time)
+        frame.info.update(step=step, time_fs=step * timestep, energy=float(e_pot),
+                          bias_energy=float(e_bias), energy_evaluations=evaluations)  # fmt: skip
         frames.append(frame)
 
-    record(pos_j, vel_j, 0, e_pot, e_bias)
-    state = (pos_j, vel_j, forces)
-
-    half_skin = jnp.asarray(0.5 * skin if np.isfinite(skin) else 1e30, dtype)
-
-    def advance(state, step, n):
-        """Runs n steps from ``step``, rebuilding the tables whenever atoms moved too far."""
-        nonlocal evaluations
-        out = []
-        while n > 0:
-            tables = (
-                *tables_for(np.asarray(state[0], dtype=np.float64)),
-                jnp.asarray(log_w, dtype),
-            )
-            state, energies, done = _chunk(
-                state,
-                cell_j,
-                tables,
-                visited_j,
-                masses_j,
-                params,
-                key,
-                step,
-                n,
-                half_skin,
-                n=rebuild_every,
-                langevin=langevin,
-                **static,
-            )
-            done = int(done)
-            evaluations += done
-            if done == 0:
-                raise RuntimeError(
-                    f"an atom moved more than half the skin ({0.5 * skin} Å) in one step: "
-                    "reduce the timestep"
-                )
-            out.append(np.asarray(energies, dtype=np.float64)[:, :done])
-            step, n = step + done, n - done
-        return state, list(np.concatenate(out, axis=1))
-
+    record(state, 0, *energies[0][::2])
     step = 0
     while step < n_steps:
-        n = min(rebuild_every, n_steps - step)
-        state, (e_pot_s, e_kin_s, e_bias_s) = advance(state, step, n)
-        energies.extend(zip(e_pot_s, e_kin_s, e_bias_s, strict=True))
-        step += n
+        n_chunk = min(rebuild_every, n_steps - step)
+        done_in_chunk = 0
+        while done_in_chunk < n_chunk:
+            state, chunk_energies, done = _chunk(
+                state, cell_j, neighbours, reference, masses_j, kT, key, step,
+                n_chunk - done_in_chunk, n=rebuild_every, **static,
+            )  # fmt: skip
+            done = int(done)
+            evaluations += done
+            energies.extend(np.asarray(chunk_energies, dtype=np.float64).T[:done].tolist())
+            step, done_in_chunk = step + done, done_in_chunk + done
+            fresh = fresh and done == 0
+            if done_in_chunk < n_chunk:
+                if fresh:
+                    raise RuntimeError(
+                        "an atom moved more than half the skin in one step: reduce the timestep"
+                    )
+                neighbours, fresh = allocate(state.positions), True
         if step % record_every == 0 or step == n_steps:
-            record(state[0], state[1], step, e_pot_s[-1], e_bias_s[-1])
+            record(state, step, energies[-1][0], energies[-1][2])
         if bias is not None and step % bias.deposit_every == 0 and step < n_steps:
-            deposit(np.asarray(state[0], dtype=np.float64), step)
-            visited_j = jnp.asarray(buffer, dtype)
+            reference = _deposit(state.positions, cell_j, neighbours[1], reference, bias=bias)
+            deposit_steps.append(step)
             # The bias changed: recompute the forces of the current state.
-            pot_table, desc_table = tables_for(np.asarray(state[0], dtype=np.float64))
-            forces, _, _ = _initial_forces(
-                state[0],
-                cell_j,
-                (pot_table, desc_table, jnp.asarray(log_w, dtype)),
-                visited_j,
-                **static,
-            )
-            state = (state[0], state[1], forces)
+            state = _init(state.positions, state.velocities, cell_j, neighbours, reference,
+                          masses_j, **static)  # fmt: skip
             evaluations += 1
 
     energies = np.array(energies)
     n_dof = max(3 * n_atoms - 3, 1)
+    count = int(reference.count)
     return MDResult(
         frames=frames,
         time=np.arange(n_steps + 1) * timestep,
@@ -465,7 +509,7 @@ def run_md(
         kinetic_energy=energies[:, 1],
         bias_energy=energies[:, 2],
         temperature=2.0 * energies[:, 1] / (n_dof * units.kB),
-        visited=buffer[:count].copy(),
+        visited=np.asarray(reference.x[:count], dtype=np.float64),
         deposit_steps=deposit_steps,
         energy_evaluations=evaluations,
         wall_time=time.perf_counter() - start,

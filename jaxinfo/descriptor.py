@@ -34,6 +34,7 @@ __all__ = [
     "environment_descriptor",
     "environment_descriptors",
     "neighbour_vectors",
+    "smooth_structure_descriptors",
     "sort_descending",
     "structure_descriptors",
 ]
@@ -215,10 +216,11 @@ def neighbour_vectors(positions: jax.Array, cell: jax.Array, table: NeighbourTab
     Returns:
         (n_atoms, k, 3) array of ``positions[j] + shift @ cell - positions[i]``.
     """
-    # numpy float64 input is computed in JAX's canonical dtype (float32 when x64 is disabled).
-    positions, cell = jnp.asarray(positions), jnp.asarray(cell)
+    positions = jnp.asarray(positions)
     shift = jnp.asarray(table.shift).astype(positions.dtype)
-    return positions[table.index] + shift @ cell - positions[:, None, :]
+    return (
+        positions[table.index] + shift @ jnp.asarray(cell, positions.dtype) - positions[:, None, :]
+    )
 
 
 def structure_descriptors(
@@ -254,6 +256,45 @@ def structure_descriptors(
     """
     vectors = neighbour_vectors(positions, cell, table)
     return environment_descriptors(vectors, jnp.asarray(table.mask), cutoff, chunk_size=chunk_size)
+
+
+def smooth_structure_descriptors(
+    positions: jax.Array,
+    cell: jax.Array,
+    table: NeighbourTable,
+    cutoff: float = DEFAULT_CUTOFF,
+    *,
+    chunk_size: int = 1024,
+):
+    """A continuous variant of the descriptor, for forces (biased MD, generation).
+
+    The k-nearest truncation makes the standard descriptor jump when the k-th and (k+1)-th
+    neighbours swap ranks inside the cutoff (x2 then mixes pair distances of a different
+    neighbour). Here atom i uses its own cutoff ``rho_i = min(rc, r_(k+1))``, the distance of
+    its (k+1)-th nearest neighbour, so a neighbour crossing rank k has zero weight at the
+    crossing: the descriptor is continuous in the positions (its gradient jumps only where
+    ``rho_i`` switches between two neighbours). Equals the standard descriptor whenever the
+    (k+1)-th neighbour lies beyond ``rc``; in dense environments the outer neighbours weigh
+    less. Computed as ``(rc / rho_i) · D(rc / rho_i · vectors)``, since w and 1/r scale.
+
+    Args:
+        positions: (n_atoms, 3) Cartesian positions, Å.
+        cell: (3, 3) lattice vectors as rows, Å.
+        table: a table of **k + 1** slots sorted by distance at these positions, e.g.
+            ``neighbour_list(k + 1, rc).update(...).table``.
+        cutoff: rc in Å.
+        chunk_size: atoms processed at once.
+
+    Returns:
+        (n_atoms, 2k - 1) descriptors, 1/Å.
+    """
+    vectors = neighbour_vectors(positions, cell, table)
+    mask = jnp.asarray(table.mask)
+    last = jnp.where(mask[:, -1], jnp.sum(vectors[:, -1] ** 2, axis=-1), cutoff * cutoff)
+    scale = cutoff / jnp.minimum(cutoff, jnp.sqrt(last))  # rc / rho_i >= 1
+    scaled = vectors[:, :-1] * scale[:, None, None]
+    x = environment_descriptors(scaled, mask[:, :-1], cutoff, chunk_size=chunk_size)
+    return x * scale[:, None]
 
 
 def environment_descriptors(

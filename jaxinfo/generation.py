@@ -61,8 +61,9 @@ from jaxinfo._validation import (
 from jaxinfo.batching import descriptors as dataset_descriptors
 from jaxinfo.descriptor import DEFAULT_CUTOFF, DEFAULT_K, structure_descriptors
 from jaxinfo.estimators import DEFAULT_BANDWIDTH
-from jaxinfo.kernels import log_kernel_sums
 from jaxinfo.neighbours import neighbour_table
+from jaxinfo.objectives import Reference, reference_add, reference_init
+from jaxinfo.objectives import information as objective_information
 from jaxinfo.potentials import Potential, as_potential, minimum_distance
 
 __all__ = [
@@ -220,33 +221,13 @@ def _config(
 # ------------------------------------------------------------------------------------------
 
 
-def _information(x, ref, ref_log_w, ref_self, h, mode, saturation):
-    """Information term of descriptors x (n, d) against a padded reference."""
-    if mode in ("mean", "max"):
-        delta = -log_kernel_sums(x, ref, h, log_weights=ref_log_w)
-        if saturation is not None:
-            delta = saturation * jnp.tanh(delta / saturation)
-        return jnp.mean(delta) if mode == "mean" else jnp.max(delta)
-    # Entropy of reference ∪ new: only the terms involving x change.
-    valid = jnp.isfinite(ref_log_w)
-    log_p_ref = jnp.logaddexp(ref_self, log_kernel_sums(ref, x, h))
-    log_p_new = jnp.logaddexp(
-        log_kernel_sums(x, ref, h, log_weights=ref_log_w), log_kernel_sums(x, x, h)
-    )
-    total = jnp.sum(valid) + x.shape[0]
-    summed = jnp.sum(jnp.where(valid, log_p_ref, 0.0)) + jnp.sum(log_p_new)
-    return jnp.log(total.astype(x.dtype)) - summed / total
-
-
 def _terms(
     positions,
     strain,
     cell,
     desc_table,
     pot_table,
-    ref,
-    ref_log_w,
-    ref_self,
+    reference,
     kT,
     h,
     weight,
@@ -260,7 +241,7 @@ def _terms(
     deform = jnp.eye(3, dtype=positions.dtype) + 0.5 * (strain + strain.T)
     positions, cell = positions @ deform, cell @ deform
     x = structure_descriptors(positions, cell, desc_table, cutoff)
-    info = _information(x, ref, ref_log_w, ref_self, h, information, saturation)
+    info = objective_information(x, reference, h, information, saturation)
     energy = potential.energy(positions, cell, pot_table)
     d_min = minimum_distance(positions, cell, desc_table)
     return weight * info - energy / kT, (info, energy, d_min, x)
@@ -287,53 +268,12 @@ def _min_distance(positions, cell, table):
     return minimum_distance(positions, cell, table)
 
 
-@functools.partial(jax.jit, static_argnames=("h",))
-def _self_log_sums_update(ref, ref_log_w, ref_self, x, start, h):
-    """Adds the rows x at ``start`` of the padded reference and updates its self log-sums."""
-    ref = jax.lax.dynamic_update_slice(ref, x, (start, 0))
-    ref_log_w = jax.lax.dynamic_update_slice(ref_log_w, jnp.zeros(x.shape[0], x.dtype), (start,))
-    old = jnp.logaddexp(ref_self, log_kernel_sums(ref, x, h))
-    new_rows = log_kernel_sums(x, ref, h, log_weights=ref_log_w)
-    ref_self = jax.lax.dynamic_update_slice(old, new_rows, (start,))
-    return ref, ref_log_w, jnp.where(jnp.isfinite(ref_log_w), ref_self, 0.0)
+_add = jax.jit(reference_add, static_argnames=("h",))
 
 
 # ------------------------------------------------------------------------------------------
-# Host state: reference buffer and walkers
+# Host state: walkers
 # ------------------------------------------------------------------------------------------
-
-
-class _Reference:
-    """Reference descriptors in a buffer of fixed capacity (padding rows have weight 0)."""
-
-    def __init__(self, x0, capacity, config: _Config):
-        self.config = config
-        n0, d = x0.shape
-        self.count = n0
-        ref = np.zeros((capacity, d))
-        ref[:n0] = x0
-        log_w = np.full(capacity, -np.inf)
-        log_w[:n0] = 0.0
-        self.ref = jnp.asarray(ref, dtype=config.dtype)
-        self.log_w = jnp.asarray(log_w, dtype=config.dtype)
-        self.self_sums = jnp.zeros(capacity, dtype=config.dtype)
-        if config.information == "entropy":
-            sums = log_kernel_sums(self.ref[:n0], self.ref[:n0], config.h)
-            self.self_sums = self.self_sums.at[:n0].set(sums)
-
-    def add(self, x):
-        start = self.count
-        if start + x.shape[0] > self.ref.shape[0]:  # pragma: no cover - capacity is planned
-            raise RuntimeError("reference buffer overflow")
-        self.ref, self.log_w, self.self_sums = _self_log_sums_update(
-            self.ref,
-            self.log_w,
-            self.self_sums,
-            jnp.asarray(x, self.ref.dtype),
-            start,
-            self.config.h,
-        )
-        self.count += x.shape[0]
 
 
 class _Walker:
@@ -394,7 +334,7 @@ class _Walker:
         return atoms
 
 
-def _evaluate(walker: _Walker, reference: _Reference, *, grad: bool, positions=None, cell=None):
+def _evaluate(walker: _Walker, reference: Reference, *, grad: bool, positions=None, cell=None):
     config = walker.config
     p, c = walker.arrays(positions, cell)
     args = (
@@ -403,9 +343,7 @@ def _evaluate(walker: _Walker, reference: _Reference, *, grad: bool, positions=N
         c,
         walker.desc_table,
         walker.pot_table,
-        reference.ref,
-        reference.log_w,
-        reference.self_sums,
+        reference,
         jnp.asarray(config.kT, config.dtype),
         config.h,
         jnp.asarray(config.weight, config.dtype),
@@ -428,7 +366,7 @@ def _as_floats(aux):
     return float(info), float(energy), float(d_min), x
 
 
-def _initial_reference(seeds, reference, config: _Config, n_new_rows: int) -> _Reference:
+def _initial_reference(seeds, reference, config: _Config, n_new_rows: int) -> Reference:
     if reference is None:
         x0 = dataset_descriptors(seeds, config.k, config.cutoff)
     elif isinstance(reference, Atoms) or (
@@ -443,7 +381,8 @@ def _initial_reference(seeds, reference, config: _Config, n_new_rows: int) -> _R
                 f"reference must be a list of ase.Atoms or an (N, {width}) descriptor array "
                 f"(k={config.k}), got shape {x0.shape}"
             )
-    return _Reference(x0, x0.shape[0] + n_new_rows, config)
+    x0 = jnp.asarray(x0, config.dtype)
+    return reference_init(x0, x0.shape[0] + n_new_rows, config.h)
 
 
 class _History:
@@ -492,8 +431,7 @@ def _emit(
         potential=type(config.potential).__name__,
     )
     frames.append(atoms)
-    if config.grow_reference:
-        reference.add(x)
+    return _add(reference, x, h=config.h) if config.grow_reference else reference
 
 
 def _plan(seeds, reference, config, n_steps):
@@ -627,7 +565,7 @@ def generate_gradient(
             objective = config.weight * info - (energy - e_seed) / config.kT
             history.add(objective, info, energy, d_min, walker.index, evals, True)
             if step > 0 and step % config.sample_every == 0:
-                _emit(
+                reference = _emit(
                     frames,
                     walker,
                     reference,
@@ -791,7 +729,7 @@ def generate_metropolis(
             history.add(current, info, energy, d_min, walker.index, evals, accepted)
             emit = step % config.sample_every == 0
             if emit:
-                _emit(
+                reference = _emit(
                     frames,
                     walker,
                     reference,

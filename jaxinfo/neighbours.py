@@ -21,8 +21,10 @@ Two host searches produce the same table:
 from __future__ import annotations
 
 import dataclasses
+import typing
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import vesin
 
@@ -30,7 +32,10 @@ from jaxinfo._validation import check_cutoff, check_geometry, check_k
 
 __all__ = [
     "MAX_STACKED_CANDIDATES",
+    "NeighbourList",
+    "NeighbourListFns",
     "NeighbourTable",
+    "neighbour_list",
     "neighbour_table",
     "pad_table",
     "stacked_image_counts",
@@ -367,3 +372,159 @@ def _check_nearest_apart(wrapped, lattice, index, shift, mask, n_atoms, names):
         raise ValueError(
             f"structure {label}: two atoms at the same position: atom {a} coincides with {what}"
         )
+
+
+# ------------------------------------------------------------------------------------------
+# Moving neighbour lists: host allocation, jit update (the jax-md pattern)
+# ------------------------------------------------------------------------------------------
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class NeighbourList:
+    """A k-nearest table kept current under jit from a fixed-capacity candidate list.
+
+    Attributes:
+        table: :class:`NeighbourTable` of the k nearest neighbours within the cutoff, sorted by
+            distance at the positions of the last update: (n_atoms, k) slots.
+        candidates: :class:`NeighbourTable` of every neighbour within ``cutoff + skin`` at
+            allocation: (n_atoms, capacity) slots. A pair potential with cutoff <= the list's
+            cutoff can use it as its table directly.
+        positions: (n_atoms, 3) positions at allocation, Å.
+        cell: (3, 3) cell at allocation, Å (unit rows along non-periodic axes).
+        pbc: (3,) bool periodicity.
+        overflow: bool scalar, sticky: True when the candidate capacity was too small at
+            allocation or when atoms (or the cell) moved far enough since then that a
+            neighbour may be missing; the host must then :meth:`~NeighbourListFns.allocate`
+            again (and redo the steps since the last good state).
+    """
+
+    table: NeighbourTable
+    candidates: NeighbourTable
+    positions: jax.Array
+    cell: jax.Array
+    pbc: jax.Array
+    overflow: jax.Array
+
+
+class NeighbourListFns(typing.NamedTuple):
+    """``allocate(positions, cell, pbc) -> NeighbourList`` (host),
+    ``update(positions, cell, neighbours) -> NeighbourList`` (pure, jit-able) and
+    ``stale(positions, cell, neighbours) -> bool`` (pure: the overflow ``update`` would set,
+    without recomputing the table)."""
+
+    allocate: typing.Callable
+    update: typing.Callable
+    stale: typing.Callable
+
+
+def neighbour_list(
+    k: int,
+    cutoff: float,
+    *,
+    skin: float = 0.5,
+    capacity: int | None = None,
+    capacity_multiplier: float = 1.25,
+) -> NeighbourListFns:
+    """Neighbour-list factory in the jax-md manner: static plan on the host, update under jit.
+
+    ``allocate`` finds every neighbour within ``cutoff + skin`` (periodic images explicit,
+    as :func:`neighbour_table`) and stores it in ``capacity`` candidate slots per atom.
+    ``update`` recomputes the distances of all candidates from the current positions and cell
+    and keeps the k nearest within ``cutoff`` (``jax.lax.top_k``), so the table equals a fresh
+    host build as long as no atom has moved more than ``skin / 2`` since allocation (affine
+    cell changes are accounted for); beyond that, or when the capacity was too small,
+    ``overflow`` is set and the caller re-allocates.
+
+    Args:
+        k: slots of the k-nearest table.
+        cutoff: radius of the k-nearest table, Å.
+        skin: extra candidate radius, Å (>= 0).
+        capacity: candidate slots per atom; default: ``capacity_multiplier`` times the
+            largest count found at allocation (at least k).
+        capacity_multiplier: head room of the default capacity (>= 1).
+
+    Returns:
+        :class:`NeighbourListFns` ``(allocate, update)``.
+
+    Example:
+        >>> import jax
+        >>> from ase.build import bulk
+        >>> atoms = bulk("Cu", "fcc", a=3.61, cubic=True).repeat(2)
+        >>> fns = neighbour_list(k=8, cutoff=4.0)
+        >>> nbrs = fns.allocate(atoms.positions, atoms.cell.array, atoms.pbc)
+        >>> nbrs = jax.jit(fns.update)(atoms.positions + 0.1, atoms.cell.array, nbrs)
+        >>> nbrs.table.index.shape, bool(nbrs.overflow)
+        ((32, 8), False)
+    """
+    k, cutoff = check_k(k), check_cutoff(cutoff)
+    skin = float(skin)
+    if not (np.isfinite(skin) and skin >= 0):
+        raise ValueError(f"skin must be a finite number >= 0 (Å), got {skin!r}")
+    if capacity is not None:
+        capacity = check_k(capacity)
+    radius = cutoff + skin
+
+    def allocate(positions, cell, pbc) -> NeighbourList:
+        positions, cell_, pbc_ = check_geometry(positions, cell, pbc)
+        i, *_ = _pair_list(positions, cell_, pbc_, radius)
+        needed = int(np.bincount(i, minlength=positions.shape[0]).max(initial=0))
+        slots = capacity or max(k, int(np.ceil(capacity_multiplier * needed)))
+        candidates = neighbour_table(positions, cell_, pbc_, slots, radius)
+        return NeighbourList(
+            table=neighbour_table(positions, cell_, pbc_, k, cutoff),
+            candidates=candidates,
+            positions=positions,
+            cell=_lattice(cell_, pbc_),
+            pbc=pbc_,
+            overflow=np.asarray(needed > slots),
+        )
+
+    def update(positions, cell, neighbours: NeighbourList) -> NeighbourList:
+        cand = neighbours.candidates
+        # The table is never differentiated: geometry is recomputed from it downstream.
+        positions = jax.lax.stop_gradient(jnp.asarray(positions))
+        cell = jax.lax.stop_gradient(jnp.asarray(cell, positions.dtype))
+        shift = jnp.asarray(cand.shift).astype(positions.dtype)
+        vectors = positions[cand.index] + shift @ cell - positions[:, None, :]
+        squared = jnp.where(cand.mask, jnp.sum(vectors * vectors, axis=-1), jnp.inf)
+        slots = min(k, squared.shape[1])
+        negative, order = jax.lax.top_k(-squared, slots)
+        mask = -negative < cutoff * cutoff
+        index = jnp.where(mask, jnp.take_along_axis(cand.index, order, axis=1), 0)
+        shifts = jnp.take_along_axis(cand.shift, order[..., None], axis=1)
+        shifts = jnp.where(mask[..., None], shifts, 0)
+        if slots < k:
+            index, shifts, mask = (
+                jnp.pad(a, [(0, 0), (0, k - slots)] + [(0, 0)] * (a.ndim - 2))
+                for a in (index, shifts, mask)
+            )
+        stale = moved_too_far(positions, cell, neighbours)
+        table = NeighbourTable(index=index.astype(jnp.int32), shift=shifts, mask=mask)
+        return dataclasses.replace(
+            neighbours, table=table, overflow=jnp.logical_or(neighbours.overflow, stale)
+        )
+
+    def moved_too_far(positions, cell, neighbours: NeighbourList):
+        # Pair distances change by at most twice the largest displacement beyond the affine
+        # motion of the cell, plus the strain times the candidate radius (Frobenius norm: an
+        # upper bound of the spectral norm that needs no SVD).
+        built_cell = jnp.asarray(neighbours.cell, positions.dtype)
+        cell = _lattice(jnp.asarray(cell, positions.dtype), neighbours.pbc)
+        affine = jnp.linalg.inv(built_cell) @ cell
+        moved = positions - jnp.asarray(neighbours.positions, positions.dtype) @ affine
+        largest = jnp.sqrt(jnp.max(jnp.sum(moved * moved, axis=-1)))
+        strain = jnp.sqrt(jnp.sum((affine - jnp.eye(3, dtype=positions.dtype)) ** 2))  # >= 2-norm
+        return 2.0 * largest + strain * radius > skin
+
+    def stale(positions, cell, neighbours: NeighbourList):
+        positions = jax.lax.stop_gradient(jnp.asarray(positions))
+        return neighbours.overflow | moved_too_far(positions, cell, neighbours)
+
+    return NeighbourListFns(allocate=allocate, update=update, stale=stale)
+
+
+def _lattice(cell, pbc):
+    """The cell with the rows of non-periodic axes replaced by unit vectors (invertible)."""
+    xp = np if isinstance(cell, np.ndarray) else jnp
+    return xp.where(xp.asarray(pbc)[:, None], cell, xp.eye(3, dtype=cell.dtype))

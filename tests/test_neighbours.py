@@ -316,3 +316,74 @@ def test_stacked_search_reports_coincident_atoms_by_name():
         stacked_neighbour_tables(positions, [2, 2], cells, [False, True], 8, 4.0, names=[4, 17])
     with pytest.raises(ValueError, match=r"structure 1:.*atom 0 coincides with atom 1"):
         stacked_neighbour_tables(positions[:, [0, 0]], [1, 2], cells, [True, False], 8, 4.0)
+
+
+# --------------------------------------------------------------------------------------------
+# Moving neighbour lists (allocate on the host, update under jit)
+# --------------------------------------------------------------------------------------------
+
+
+def test_updated_table_equals_a_fresh_host_build_along_a_random_walk():
+    import jax
+
+    from jaxinfo.neighbours import neighbour_list
+
+    atoms = bulk("Cu", "fcc", a=3.61, cubic=True).repeat(2)
+    atoms.rattle(0.1, seed=0)
+    cell, pbc = atoms.cell.array, atoms.pbc
+    fns = neighbour_list(k=8, cutoff=4.0, skin=0.6)
+    neighbours = fns.allocate(atoms.positions, cell, pbc)
+    assert not neighbours.overflow
+    update = jax.jit(fns.update)
+    rng = np.random.default_rng(0)
+    positions, allocations = atoms.positions.copy(), 0
+    for step in range(30):
+        # Large moves: 0.08 Å per coordinate and step, so the skin is used up within a few.
+        positions = positions + rng.normal(scale=0.08, size=positions.shape)
+        neighbours = update(positions, cell, neighbours)
+        if neighbours.overflow:
+            allocations += 1
+            neighbours = fns.allocate(positions, cell, pbc)
+        fresh = neighbour_table(positions, cell, pbc, 8, 4.0)
+        for name in ("index", "shift", "mask"):
+            np.testing.assert_array_equal(
+                np.asarray(getattr(neighbours.table, name)), getattr(fresh, name), f"{step}"
+            )
+    assert 3 <= allocations < 30
+
+
+def test_neighbour_list_overflow_flags():
+    import jax
+
+    from jaxinfo.neighbours import neighbour_list
+
+    atoms = bulk("Cu", "fcc", a=3.61, cubic=True).repeat(2)
+    cell, pbc = atoms.cell.array, atoms.pbc
+    # fcc Cu has 18 neighbours within 4.5 Å: 10 candidate slots are too few.
+    assert (
+        neighbour_list(k=8, cutoff=4.0, capacity=10).allocate(atoms.positions, cell, pbc).overflow
+    )
+    fns = neighbour_list(k=8, cutoff=4.0, skin=0.5)
+    neighbours = fns.allocate(atoms.positions, cell, pbc)
+    update = jax.jit(fns.update)
+    moved = atoms.positions.copy()
+    moved[3] += [0.2, 0.0, 0.0]  # within skin / 2
+    assert not update(moved, cell, neighbours).overflow
+    moved[3] += [0.1, 0.0, 0.0]  # beyond skin / 2
+    assert update(moved, cell, neighbours).overflow
+    # A 20 % strain changes distances within the radius by more than the skin.
+    assert update(atoms.positions * 1.2, cell * 1.2, neighbours).overflow
+    # Affine motion with the cell within the skin is fine.
+    assert not update(atoms.positions * 1.02, cell * 1.02, neighbours).overflow
+    # Open structures (zero cell) work too.
+    molecule_ = molecule("C6H6")
+    molecule_.rattle(0.05, seed=1)  # no tied distances
+    open_list = neighbour_list(k=4, cutoff=3.0).allocate(
+        molecule_.positions, np.zeros((3, 3)), False
+    )
+    updated = jax.jit(neighbour_list(k=4, cutoff=3.0).update)(
+        molecule_.positions, np.zeros((3, 3)), open_list
+    )
+    assert not updated.overflow
+    fresh = neighbour_table(molecule_.positions, np.zeros((3, 3)), False, 4, 3.0)
+    np.testing.assert_array_equal(np.asarray(updated.table.index), fresh.index)

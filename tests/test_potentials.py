@@ -33,6 +33,7 @@ def _rattled_cell():
     return atoms
 
 
+@pytest.mark.float64_only  # central differences at 1e-5 Å need float64
 @pytest.mark.parametrize("potential", POTENTIALS, ids=lambda p: type(p).__name__)
 def test_forces_are_minus_gradient(potential):
     atoms = _rattled_cell()
@@ -52,6 +53,7 @@ def test_forces_are_minus_gradient(potential):
     np.testing.assert_allclose(forces.sum(axis=0), 0.0, atol=1e-9)
 
 
+@pytest.mark.float64_only  # the minimum to 1e-9
 @pytest.mark.parametrize(
     ("potential", "r_min", "depth"),
     [

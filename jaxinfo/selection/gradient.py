@@ -1,0 +1,367 @@
+"""Gradient-based selection: relaxed inclusion weights ascended with optax, rounded, polished."""
+
+from __future__ import annotations
+
+import functools
+import operator
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.scipy.special import logsumexp
+
+from jaxinfo.estimators import DEFAULT_BANDWIDTH
+from jaxinfo.kernels import DEFAULT_BLOCK_SIZE, log_kernel_sums
+from jaxinfo.selection._data import (
+    _check_h,
+    _check_size,
+    _lks,
+    _prepare,
+)
+
+__all__ = ["GradientResult", "select_gradient"]
+
+# Above this many (environment, structure) entries the gradient method stops precomputing the
+# per-structure kernel-sum matrix and evaluates blocked kernel sums at every step instead.
+_MAX_MATRIX_ENTRIES = 1 << 24
+# Floor added to inclusion weights inside logarithms (blocked gradient path), so that the
+# gradient at w = 0 or w = 1 stays finite; it perturbs kernel sums by < 1e-9 * N.
+_WEIGHT_FLOOR = 1e-9
+
+
+#: Own-structure mixing (lam at the start, lam at the end) of each relaxation; see _mixing.
+_SCHEDULES = {"weighted": (0.0, 0.0), "annealed": (0.0, 1.0), "mean_field": (1.0, 1.0)}
+_RELAXATIONS = ("auto", *_SCHEDULES)
+#: Candidate swaps evaluated per polishing round (the m lowest-gradient selected structures
+#: times the m highest-gradient unselected ones).
+_SWAP_CANDIDATES = 4
+
+
+def _relaxed_objective(log_q, w, sizes, owner, objective):
+    """Entropy or diversity of the weighted union from the log densities log q_e."""
+    env_weights = w[owner]  # v_e = w_{s(e)}
+    if objective == "entropy":
+        total = jnp.sum(sizes * w)
+        return jnp.log(total) - jnp.sum(env_weights * log_q) / total
+    return logsumexp(-log_q, b=env_weights)
+
+
+def _matrix_log_q(w, lam, log_max, scaled, own, floor, owner):
+    """log q_e from the per-structure kernel-sum matrix.
+
+    ``scaled[e, t] = exp(log S_et - log_max_e)`` with S_et = sum_{f in t} K(x_e, x_f), its own
+    column zeroed; ``own[e]`` is that own column. The own structure enters at weight
+    ``w_s + lam (1 - w_s)``; ``floor`` (1e-9 of the row sum) keeps q_e > 0 at w = 0.
+    """
+    w_own = w[owner]
+    r = scaled @ w + own * (w_own + lam * (1.0 - w_own)) + floor
+    return log_max + jnp.log(r)
+
+
+def _blocked_log_q(w, lam, x, own_log, owner, h, block_size):
+    """log q_e by blocked kernel sums over all environments at every evaluation."""
+    v = w[owner]
+    log_sums = log_kernel_sums(
+        x, x, h, log_weights=jnp.log(v + _WEIGHT_FLOOR), block_size=block_size
+    )
+    return jnp.logaddexp(log_sums, jnp.log(lam * (1.0 - v) + _WEIGHT_FLOOR) + own_log)
+
+
+def _objective_fn(arrays, sizes, owner, objective, blocked, block_size):
+    """f(w, lam): the relaxed objective (exact subset objective at 0/1 weights and lam = 1)."""
+
+    def fn(w, lam):
+        if blocked:
+            x, own_log, h = arrays
+            log_q = _blocked_log_q(w, lam, x, own_log, owner, h, block_size)
+        else:
+            log_max, scaled, own, floor = arrays
+            log_q = _matrix_log_q(w, lam, log_max, scaled, own, floor, owner)
+        return _relaxed_objective(log_q, w, sizes, owner, objective)
+
+    return fn
+
+
+def _project_capped_simplex(u, size, iterations=64):
+    """Euclidean projection onto {0 <= w <= 1, sum w = size}: clip(u - tau, 0, 1), bisecting tau."""
+    lo = jnp.min(u) - 1.0
+    hi = jnp.max(u)
+
+    def body(_, bounds):
+        lo, hi = bounds
+        mid = 0.5 * (lo + hi)
+        too_big = jnp.sum(jnp.clip(u - mid, 0.0, 1.0)) > size
+        return jnp.where(too_big, mid, lo), jnp.where(too_big, hi, mid)
+
+    lo, hi = jax.lax.fori_loop(0, iterations, body, (lo, hi))
+    return jnp.clip(u - 0.5 * (lo + hi), 0.0, 1.0)
+
+
+def _mixing(schedule, t, steps):
+    """lam at step t: schedule[0] for the first quarter, a linear ramp to schedule[1] over the
+    middle half, schedule[1] for the last quarter."""
+    ramp = jnp.clip((t / steps - 0.25) / 0.5, 0.0, 1.0)
+    return schedule[0] + (schedule[1] - schedule[0]) * ramp
+
+
+def _ascent(fn, w0, schedule, size, learning_rate, steps, optimiser=None):
+    """Projected ascent on the capped simplex with an optax optimiser (default: Adam with a
+    cosine-decayed step, from ``learning_rate`` to a tenth of it)."""
+    if optimiser is None:
+        decay = 0.1 + 0.45 * (1 + jnp.cos(jnp.pi * (jnp.arange(steps) + 1) / steps))
+        optimiser = optax.adam(lambda count: learning_rate * decay[count])
+    value_and_grad = jax.value_and_grad(fn)
+
+    def step(carry, t):
+        w, state = carry
+        value, g = value_and_grad(w, _mixing(schedule, t, steps))
+        updates, state = optimiser.update(-g, state, w)  # optax minimises: ascend on fn
+        w = _project_capped_simplex(optax.apply_updates(w, updates), size)
+        return (w, state), value
+
+    t = jnp.arange(1, steps + 1, dtype=w0.dtype)
+    (w, _), history = jax.lax.scan(step, (w0, optimiser.init(w0)), t)
+    return w, history
+
+
+@functools.partial(jax.jit, static_argnames=("steps", "objective", "blocked", "block_size"))
+def _run_ascents(
+    w0,
+    schedules,
+    size,
+    learning_rate,
+    arrays,
+    sizes,
+    owner,
+    *,
+    steps,
+    objective,
+    blocked,
+    block_size,
+):
+    """All relaxations' ascents (vmapped over schedules) as one compiled function."""
+    fn = _objective_fn(arrays, sizes, owner, objective, blocked, block_size)
+    return jax.vmap(lambda s: _ascent(fn, w0, s, size, learning_rate, steps))(schedules)
+
+
+@functools.partial(jax.jit, static_argnames=("objective", "blocked", "block_size"))
+def _exact_values(w_batch, arrays, sizes, owner, *, objective, blocked, block_size):
+    """Exact objective of a batch of 0/1 weight vectors (lam = 1)."""
+    fn = _objective_fn(arrays, sizes, owner, objective, blocked, block_size)
+    return jax.vmap(lambda w: fn(w, 1.0))(w_batch)
+
+
+@functools.partial(jax.jit, static_argnames=("objective", "blocked", "block_size"))
+def _exact_value_and_grad(w, arrays, sizes, owner, *, objective, blocked, block_size):
+    fn = _objective_fn(arrays, sizes, owner, objective, blocked, block_size)
+    return jax.value_and_grad(lambda w: fn(w, 1.0))(w)
+
+
+def _top(weights, size):
+    """Indices of the ``size`` largest weights, largest first (ties: lowest index)."""
+    return np.argsort(-weights, kind="stable")[:size]
+
+
+class GradientResult(NamedTuple):
+    """Details of a gradient selection (``select_gradient(..., return_details=True)``).
+
+    Attributes:
+        indices: (size,) selected indices, in order of decreasing relaxed weight.
+        weights: (n,) final relaxed weights (in [0, 1], summing to size) of the relaxation
+            whose rounding was kept.
+        relaxation: name of that relaxation.
+        objective: exact objective (entropy or diversity, nats) of the returned subset.
+        rounded: exact objective of each relaxation's top-``size`` rounding, by name.
+        swaps: number of polishing swaps accepted.
+        history: relaxed objective along each ascent, by name, (steps,) each.
+    """
+
+    indices: np.ndarray
+    weights: np.ndarray
+    relaxation: str
+    objective: float
+    rounded: dict
+    swaps: int
+    history: dict
+
+
+def select_gradient(
+    per_structure,
+    size: int,
+    h=DEFAULT_BANDWIDTH,
+    *,
+    seed: int = 0,
+    objective: str = "entropy",
+    relaxation: str = "auto",
+    steps: int = 300,
+    learning_rate: float = 0.05,
+    max_swaps: int | None = None,
+    mode: str = "auto",
+    block_size: int = DEFAULT_BLOCK_SIZE,
+    return_details: bool = False,
+):
+    """Gradient-based selection: relax inclusion to weights, ascend, round, polish.
+
+    **Relaxation.** Each structure s gets a weight w_s in [0, 1] with sum_s w_s = size (the
+    capped simplex: the convex hull of all subsets of that size); its environments inherit
+    v_e = w_s. With q_e a weighted kernel density at environment e, the objective is
+
+    * ``objective="entropy"``: ``H(w) = log V - sum_e (v_e / V) log q_e``, ``V = sum_e v_e``;
+    * ``objective="diversity"``: ``D(w) = log sum_e v_e / q_e``.
+
+    Two densities, both equal to the kernel sum over the selected environments at 0/1 weights
+    (so both objectives are then exactly the entropy or diversity of the selected subset):
+
+    * weighted: ``q_e = sum_f v_f K(x_e, x_f)``, i.e. ``H(w)`` is the weighted entropy
+      ``-sum_e v_e/V log(sum_f v_f K(x_e, x_f) / V)`` of :func:`weighted_entropy`;
+    * mean field: ``q_e = sum_{f in s(e)} K(x_e, x_f) + sum_{t != s(e)} w_t sum_{f in t}
+      K(x_e, x_f)``, the expected kernel sum of e given that its own structure is selected
+      when the others are included independently with probabilities w_t.
+
+    The weighted objective is smooth but rewards spreading weight (a fractional weighting acts
+    like extra distinct samples), so its optimum is fractional and only its ranking is used; the
+    mean-field objective penalises splitting weight between near-duplicates and has optima at or
+    near vertices, but flat directions and poorer local optima. ``relaxation`` is one of
+    ``"weighted"``, ``"mean_field"``, ``"annealed"`` (weighted for the first quarter of the
+    steps, then a linear homotopy to mean field) or ``"auto"`` (default: all three, vmapped in
+    one compiled loop, keeping the rounding with the best exact objective).
+
+    **Ascent.** From w = size/n plus seeded noise (``default_rng(seed)``, amplitude 0.05),
+    ``steps`` projected Adam steps (``optax.adam``, step ``learning_rate`` cosine-decayed to a
+    tenth; Euclidean projection onto the capped simplex by bisection), all in one
+    jit-compiled ``lax.scan``.
+
+    **Rounding.** Each relaxation's weights are rounded to their ``size`` largest (ties: lowest
+    index); the rounding with the best exact objective is kept. **Polish** (``max_swaps``,
+    default ``size``; 0 disables): gradient-guided swaps on the exact objective: the gradient at
+    the 0/1 point ranks the selected structures (lowest first) and the unselected ones
+    (highest first); the best improving swap among the top 4 x 4 is applied, until none
+    improves. Indices are returned in order of decreasing relaxed weight of the kept
+    relaxation.
+
+    **Evaluation.** ``mode="matrix"`` precomputes the (N_env, n) matrix of per-structure kernel
+    sums (one blocked :func:`jaxinfo.log_kernel_sums` per structure; O(N_env^2) once), after
+    which every evaluation is a matrix-vector product. ``mode="blocked"`` evaluates
+    ``log_kernel_sums(x, x, h, log_weights=log v)`` (differentiable with respect to the
+    log-weights) at every step: memory O(block^2), time O(N_env^2) per step and per relaxation.
+    ``mode="auto"`` takes the matrix when it has at most 2^24 entries.
+
+    Args:
+        per_structure: list of (n_i, d) descriptor arrays.
+        size: number of structures to select.
+        h: bandwidth in 1/Angstrom.
+        seed: seed of the initial noise.
+        objective: ``"entropy"`` or ``"diversity"``.
+        relaxation: ``"auto"``, ``"weighted"``, ``"mean_field"`` or ``"annealed"``.
+        steps: number of ascent steps.
+        learning_rate: initial Adam step (weights live in [0, 1]).
+        max_swaps: most polishing swaps (default ``size``; 0 keeps the plain rounding).
+        mode: ``"auto"``, ``"matrix"`` or ``"blocked"``.
+        block_size: rows/columns per kernel block.
+        return_details: return a :class:`GradientResult` instead of the indices.
+
+    Returns:
+        (size,) int64 indices in order of decreasing weight, or a :class:`GradientResult`.
+    """
+    data = _prepare(per_structure)
+    size, h = _check_size(size, data.n), _check_h(h)
+    if objective not in ("entropy", "diversity"):
+        raise ValueError(f"objective must be 'entropy' or 'diversity', got {objective!r}")
+    if relaxation not in _RELAXATIONS:
+        raise ValueError(f"relaxation must be one of {_RELAXATIONS}, got {relaxation!r}")
+    if mode not in ("auto", "matrix", "blocked"):
+        raise ValueError(f"mode must be 'auto', 'matrix' or 'blocked', got {mode!r}")
+    steps = operator.index(steps)
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    if not (np.isfinite(learning_rate) and learning_rate > 0):
+        raise ValueError(f"learning_rate must be > 0, got {learning_rate!r}")
+    max_swaps = size if max_swaps is None else operator.index(max_swaps)
+    if max_swaps < 0:
+        raise ValueError(f"max_swaps must be >= 0, got {max_swaps}")
+    n, n_env = data.n, int(data.x.shape[0])
+    dtype = data.x.dtype
+    if mode == "auto":
+        mode = "matrix" if n * n_env <= _MAX_MATRIX_ENTRIES else "blocked"
+    names = list(_SCHEDULES) if relaxation == "auto" else [relaxation]
+
+    if mode == "matrix":
+        log_s = np.stack([_lks(data.x, p, h, block_size) for p in data.parts], axis=1)
+        log_max = log_s.max(axis=1)
+        scaled = np.exp(log_s - log_max[:, None])
+        rows = np.arange(n_env)
+        own = scaled[rows, data.owner].copy()
+        floor = _WEIGHT_FLOOR * scaled.sum(axis=1)
+        scaled[rows, data.owner] = 0.0
+        arrays = tuple(jnp.asarray(a, dtype=dtype) for a in (log_max, scaled, own, floor))
+    else:
+        own_log = np.concatenate([_lks(p, p, h, block_size) for p in data.parts])
+        arrays = (jnp.asarray(data.x), jnp.asarray(own_log, dtype=dtype), jnp.asarray(h, dtype))
+    static = {"objective": objective, "blocked": mode == "blocked", "block_size": int(block_size)}
+    common = (arrays, jnp.asarray(data.sizes, dtype=dtype), jnp.asarray(data.owner))
+
+    rng = np.random.default_rng(seed)
+    w0 = size / n + 0.05 * rng.uniform(-1.0, 1.0, n)
+    w0 = _project_capped_simplex(jnp.asarray(w0, dtype=dtype), size)
+    schedules = jnp.asarray([_SCHEDULES[name] for name in names], dtype=dtype)
+    w_final, history = _run_ascents(
+        w0,
+        schedules,
+        jnp.asarray(size, dtype=dtype),
+        jnp.asarray(learning_rate, dtype=dtype),
+        *common,
+        steps=steps,
+        **static,
+    )
+    w_final = np.asarray(w_final, dtype=np.float64)
+
+    def binary(index_sets):
+        out = np.zeros((len(index_sets), n), dtype=dtype)
+        for row, chosen in enumerate(index_sets):
+            out[row, chosen] = 1.0
+        return out
+
+    roundings = [_top(w, size) for w in w_final]
+    values = np.asarray(_exact_values(binary(roundings), *common, **static), dtype=np.float64)
+    best = int(np.argmax(values))  # ties: the first relaxation in _SCHEDULES order
+    chosen = set(roundings[best].tolist())
+    value = values[best]
+
+    swaps = 0
+    m = _SWAP_CANDIDATES
+    while swaps < max_swaps and size < n:
+        current = binary([sorted(chosen)])[0]
+        _, grad = _exact_value_and_grad(jnp.asarray(current), *common, **static)
+        grad = np.asarray(grad, dtype=np.float64)
+        inside = np.array(sorted(chosen))
+        outside = np.setdiff1d(np.arange(n), inside)
+        leave = inside[np.argsort(grad[inside], kind="stable")[:m]]
+        enter = outside[np.argsort(-grad[outside], kind="stable")[:m]]
+        pairs = [(a, b) for a in leave for b in enter]
+        pairs += [pairs[-1]] * (m * m - len(pairs))  # fixed batch shape: one compilation
+        trials = binary([sorted((chosen - {a}) | {b}) for a, b in pairs])
+        trial_values = np.asarray(_exact_values(trials, *common, **static), dtype=np.float64)
+        k = int(np.argmax(trial_values))
+        if not trial_values[k] > value + 1e-12 * max(1.0, abs(value)):
+            break
+        a, b = pairs[k]
+        chosen = (chosen - {a}) | {b}
+        value = trial_values[k]
+        swaps += 1
+
+    weights = w_final[best]
+    indices = np.array(sorted(chosen, key=lambda i: (-weights[i], i)), dtype=np.int64)
+    if return_details:
+        history = np.asarray(history, dtype=np.float64)
+        return GradientResult(
+            indices=indices,
+            weights=weights,
+            relaxation=names[best],
+            objective=float(value),
+            rounded=dict(zip(names, values.tolist(), strict=True)),
+            swaps=swaps,
+            history={name: history[i] for i, name in enumerate(names)},
+        )
+    return indices
