@@ -277,13 +277,6 @@ def test_compress_against_a_reference(tmp_path, cli_env, files):
     assert_user_error(result, "msc_conditional")
 
 
-@pytest.mark.skipif(hasattr(jaxinfo, "select"), reason="jaxinfo.select exists")
-def test_compress_without_selection_module(tmp_path, cli_env):
-    result = run(["compress", "--example"], tmp_path, cli_env, check=False)
-    assert_user_error(result, "selection is not available in this version")
-
-
-@pytest.mark.slow
 def installed_script() -> str:
     """Path of the installed ``jaxinfo`` console script (skips the test if there is none)."""
     beside_python = str(Path(sys.executable).parent)

@@ -948,9 +948,7 @@ def compress_verb(args, ctx) -> Report:
     the entropy and diversity of the subset and the overlap of the whole dataset given the
     subset (the fraction of all environments it covers).
     """
-    select = getattr(jaxinfo, "select", None)
-    if select is None:
-        raise CLIError("selection is not available in this version")
+    select = jaxinfo.select
     method = args.method or ("msc_conditional" if args.reference else "msc")
     if args.reference and method != "msc_conditional":
         raise CLIError(f"-r/--reference works with -m msc_conditional, not -m {method}")
