@@ -55,6 +55,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from jaxinfo._validation import check_positive
 from jaxinfo.estimators import DEFAULT_BANDWIDTH
 from jaxinfo.kernels import DEFAULT_BLOCK_SIZE, log_kernel_sums, prepare_reference
 from jaxinfo.streaming import (
@@ -114,18 +115,6 @@ def _check_count(value, name: str) -> int:
     if value < 1:
         raise ValueError(f"{name} must be >= 1, got {value}")
     return int(value)
-
-
-def _check_target(target):
-    if target is None:
-        return None
-    try:
-        value = float(target)
-    except (TypeError, ValueError):
-        raise ValueError(f"target_stderr must be a number > 0 (nats), got {target!r}") from None
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"target_stderr must be a finite number > 0 (nats), got {target!r}")
-    return value
 
 
 def _rng(seed):
@@ -242,7 +231,7 @@ def _gather(local: np.ndarray, n_rows: int) -> np.ndarray:
 def _estimate(kind, plan, *, n_queries, seed, target_stderr, max_queries, control_rows, progress):
     n_total = plan.n_total
     n_queries = _check_count(n_queries, "n_queries")
-    target = _check_target(target_stderr)
+    target = None if target_stderr is None else check_positive("target_stderr", target_stderr)
     max_queries = n_total if max_queries is None else _check_count(max_queries, "max_queries")
     max_queries = min(max_queries, n_total)
     rng = _rng(seed)

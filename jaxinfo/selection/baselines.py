@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxinfo._buckets import geometric_bucket
 from jaxinfo.estimators import DEFAULT_BANDWIDTH
 from jaxinfo.kernels import DEFAULT_BLOCK_SIZE
 from jaxinfo.selection._data import (
@@ -47,7 +48,7 @@ def _mean_distances(ref, ref_mask, x, block):
 def _structure_distances(data: _Data, x_padded, i: int) -> np.ndarray:
     """D(i, t) for every structure t: mean pairwise environment distance."""
     ref = data.parts[i]
-    bucket = max(8, 1 << (int(ref.shape[0]) - 1).bit_length())
+    bucket = geometric_bucket(ref.shape[0], 1, minimum=8)
     mask = (np.arange(bucket) < ref.shape[0]).astype(ref.dtype)
     ref = _pad_host(ref, bucket)
     block = max(8, min(_FPS_MAX_BLOCK, _FPS_BLOCK_ENTRIES // bucket, x_padded.shape[0]))
@@ -59,10 +60,7 @@ def _structure_distances(data: _Data, x_padded, i: int) -> np.ndarray:
 
 def _pad_environments(x):
     n = x.shape[0]
-    if n <= _FPS_MAX_BLOCK:
-        target = max(8, 1 << (n - 1).bit_length())
-    else:
-        target = -(-n // _FPS_MAX_BLOCK) * _FPS_MAX_BLOCK
+    target = geometric_bucket(n, 1, minimum=8, max_step=_FPS_MAX_BLOCK)
     return jnp.asarray(_pad_host(x, target))
 
 
