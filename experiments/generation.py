@@ -114,7 +114,7 @@ def run_methods(args, seeds, potential):
         n_mc = n_mc // args.sample_every * args.sample_every
         mc = generate_metropolis(
             seeds, potential, information_weight=weight, n_steps=n_mc,
-            displacement=MC_DISPLACEMENT, rebuild_every=args.sample_every, seed=0, **common,
+            displacement=MC_DISPLACEMENT, seed=0, **common,
         )  # fmt: skip
         runs[f"metropolis[{weight:g}]"] = (
             mc.frames,
@@ -134,7 +134,7 @@ def run_methods(args, seeds, potential):
             grad = generate_gradient(
                 seeds, potential, information_weight=weight, n_steps=per_seed - 1,
                 step_size=step_size, max_displacement=GRAD_MAX_DISPLACEMENT, noise=noise,
-                rebuild_every=args.sample_every, seed=0, **common,
+                seed=0, **common,
             )  # fmt: skip
             runs[f"{name}[{weight:g}]"] = (
                 grad.frames,

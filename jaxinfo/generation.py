@@ -1,43 +1,62 @@
-"""Dataset generation by maximising information against a physical energy.
+"""Dataset generation by maximising information against a physical energy, as pure steps.
 
 Starting from seed structures, atoms (and optionally the cell) move to raise
 
     objective = λ · I(new environments) − (E − E_seed) / kT
 
-where I is an information term in nats and E the potential energy in eV:
+where I is an information term in nats and E the potential energy in eV
+(:class:`GenerationObjective`):
 
 * ``information="mean"`` or ``"max"``: mean or max over the structure's atoms of
   δH(x_i | reference) = −log Σ_j K(x_i, x_j) (:func:`jaxinfo.delta_entropy`), each saturated
   as ``s·tanh(δH_i / s)`` (``saturation`` s = 10 nats by default; None for the raw δH);
 * ``information="entropy"``: the entropy H(reference ∪ new) of the growing dataset.
 
-Two drivers share the objective:
+The moves are pure steps in the manner of jax-md's ``simulate`` and optax:
+:func:`gradient_ascent` (an optax optimiser on the mobility-weighted gradient) and
+:func:`metropolis` (Gaussian proposals) return :class:`GenerationFns` ``(allocate, init,
+update)``. ``update(state) -> state`` is pure and runs under ``jax.jit`` and ``jax.lax.scan``;
+the :class:`GenerationState` carries positions, cell, the neighbour lists (updated by top-k at
+every evaluation, so never stale), the growing :class:`~jaxinfo.objectives.Reference` (every
+``grow_every`` steps the current environments join it, so later steps are pushed away from what
+was already generated) and the optimiser state. When atoms have moved more than half a skin
+since allocation, ``update`` leaves the state unchanged with ``overflow`` set: call ``allocate``
+again on the host and go on, as jax-md's neighbour lists require.
 
-* :func:`generate_gradient`: gradient ascent. Each step moves every atom by
-  ``step_size · kT · ∂objective/∂r`` (= step_size · (F + λ kT ∇I), a steepest descent on the
-  free-energy-like ``E − λ kT I`` with mobility ``step_size`` in Å²/eV), capped at
-  ``max_displacement`` per atom.
-* :func:`generate_metropolis`: random Gaussian displacements of all atoms, accepted with
-  probability ``min(1, exp(Δobjective / temperature_mc))``.
-
-Every ``sample_every`` steps the current structure is emitted as a frame; with
-``grow_reference=True`` its environments join the reference, so later steps are pushed away
-from what was already generated (the objective then drops at each emission: compare values
-within one emission window, or use ``grow_reference=False`` for a fixed target).
+:func:`generate_gradient` and :func:`generate_metropolis` are thin host loops over these steps
+that emit a frame every ``sample_every`` steps.
 
 Collapse guard: no move is taken that brings two atoms (periodic images included) closer than
 ``min_distance`` (default 1.5 Å, suitable for Cu): gradient steps are halved until they
-satisfy it, Metropolis proposals violating it are rejected. The result reports the shortest
-distance seen. Neighbour tables (static shapes) are rebuilt on the host every
-``rebuild_every`` steps and whenever an atom has moved more than half the potential's skin.
+satisfy it (after 10 halvings the atoms stay put), Metropolis proposals violating it are
+rejected without an energy evaluation. A step never moves an atom by more than half the
+neighbour lists' skin (a safety cap; Metropolis proposals beyond it are rejected, which keeps
+the proposal symmetric).
 
 The potential is any :class:`jaxinfo.potentials.Potential` (Lennard-Jones, Morse, Sutton–Chen)
 or any JAX callable ``energy_fn(positions, cell) -> scalar`` in eV, such as a wrapped jax-md
-energy (see :mod:`jaxinfo.potentials`).
+energy (see :mod:`jaxinfo.potentials`). Energy evaluations are counted as calls of the
+potential: one at the start, one per gradient step or per Metropolis proposal within the
+distance limit, and for Metropolis one re-evaluation of the current state each time the
+reference grows.
 
-Energy evaluations are counted as calls of the potential (energy, or energy and gradient): one
-per gradient step, one per Metropolis proposal, plus the re-evaluations of the current state
-that Metropolis needs after a table rebuild or a change of the reference.
+Example:
+    >>> import jax
+    >>> import jax.numpy as jnp
+    >>> from ase.build import bulk
+    >>> from jaxinfo.generation import GenerationObjective, gradient_ascent
+    >>> from jaxinfo.objectives import reference_init
+    >>> from jaxinfo.potentials import SuttonChen
+    >>> atoms = bulk("Cu", "fcc", a=3.61, cubic=True).repeat(2)
+    >>> atoms.rattle(0.05, seed=0)
+    >>> objective = GenerationObjective(SuttonChen(), kT=0.05, k=8, cutoff=4.0)
+    >>> fns = gradient_ascent(objective)
+    >>> reference = reference_init(jnp.zeros((0, 15)), 32, objective.h)
+    >>> neighbours = fns.allocate(atoms.positions, atoms.cell.array, atoms.pbc)
+    >>> state = fns.init(atoms.positions, atoms.cell.array, neighbours, reference)
+    >>> state, _ = jax.lax.scan(lambda s, _: (fns.update(s), None), state, length=3)
+    >>> int(state.step), bool(state.overflow)
+    (3, False)
 """
 
 from __future__ import annotations
@@ -45,10 +64,13 @@ from __future__ import annotations
 import dataclasses
 import functools
 import time
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 from ase import Atoms
 
 from jaxinfo._validation import (
@@ -61,20 +83,30 @@ from jaxinfo._validation import (
 from jaxinfo.batching import descriptors as dataset_descriptors
 from jaxinfo.descriptor import DEFAULT_CUTOFF, DEFAULT_K, structure_descriptors
 from jaxinfo.estimators import DEFAULT_BANDWIDTH
-from jaxinfo.neighbours import neighbour_table
-from jaxinfo.objectives import Reference, reference_add, reference_init
-from jaxinfo.objectives import information as objective_information
+from jaxinfo.neighbours import neighbour_list
+from jaxinfo.objectives import (
+    INFORMATION_KINDS,
+    Reference,
+    information,
+    reference_add,
+    reference_init,
+)
 from jaxinfo.potentials import Potential, as_potential, minimum_distance
 
 __all__ = [
     "INFORMATION_TERMS",
+    "GenerationFns",
+    "GenerationObjective",
     "GenerationResult",
+    "GenerationState",
     "generate_gradient",
     "generate_metropolis",
+    "gradient_ascent",
+    "metropolis",
 ]
 
-INFORMATION_TERMS = ("mean", "max", "entropy")
-#: Extra radius (Å) of the descriptor table, so neighbours moving inside the cutoff are seen.
+INFORMATION_TERMS = INFORMATION_KINDS
+#: Extra radius (Å) of the descriptor's candidate list.
 DESCRIPTOR_SKIN = 0.5
 _MAX_HALVINGS = 10
 
@@ -137,11 +169,6 @@ class GenerationResult:
         return np.array([f.info["energy_evaluations"] for f in self.frames], dtype=np.int64)
 
 
-# ------------------------------------------------------------------------------------------
-# Input checks
-# ------------------------------------------------------------------------------------------
-
-
 def _check_seeds(seeds, *, periodic_cell: bool) -> list:
     if isinstance(seeds, Atoms):
         seeds = [seeds]
@@ -163,286 +190,543 @@ def _check_seeds(seeds, *, periodic_cell: bool) -> list:
     return seeds
 
 
+# ------------------------------------------------------------------------------------------
+# The objective and the state (pure JAX)
+# ------------------------------------------------------------------------------------------
+
+
 @dataclasses.dataclass(frozen=True)
-class _Config:
-    potential: Potential
+class GenerationObjective:
+    """``λ·I − (E − E_seed)/kT`` of a structure (hashable: a static argument of ``jax.jit``).
+
+    Attributes:
+        potential: a :class:`jaxinfo.potentials.Potential` or a JAX callable
+            ``energy_fn(positions, cell) -> scalar`` (positions (n, 3) Å, cell (3, 3) Å, eV).
+        kT: thermal energy of the energy term, eV (> 0); e.g. ``ase.units.kB * 600``.
+        information: ``"mean"`` or ``"max"`` of δH(new | reference) over the atoms, or
+            ``"entropy"`` of the reference together with the new environments (nats).
+        weight: λ >= 0, weight of the information term.
+        saturation: s in nats (> 0) or None: for ``"mean"``/``"max"`` each δH_i is replaced by
+            ``s·tanh(δH_i / s)``. Without it δH grows like (descriptor distance)² / 2h² and its
+            gradient without bound, so a strong information term can outrun the energy and
+            blow the structure apart.
+        h: kernel bandwidth, 1/Å.
+        k: descriptor neighbours.
+        cutoff: descriptor cutoff, Å.
+    """
+
+    potential: Potential | Callable
     kT: float
-    information: str
-    weight: float
-    saturation: float | None
-    h: float
-    k: int
-    cutoff: float
-    min_distance: float
-    sample_every: int
-    rebuild_every: int
-    grow_reference: bool
-    dtype: object
+    information: str = "mean"
+    weight: float = 1.0
+    saturation: float | None = 10.0
+    h: float = DEFAULT_BANDWIDTH
+    k: int = DEFAULT_K
+    cutoff: float = DEFAULT_CUTOFF
 
-
-def _config(
-    potential,
-    kT,
-    information,
-    information_weight,
-    saturation,
-    h,
-    k,
-    cutoff,
-    min_distance,
-    sample_every,
-    rebuild_every,
-    grow_reference,
-):
-    if information not in INFORMATION_TERMS:
-        raise ValueError(f"information must be one of {INFORMATION_TERMS}, got {information!r}")
-    h_array = check_bandwidth(h)
-    if h_array.ndim != 0:
-        raise ValueError(f"generation needs a scalar bandwidth h, got shape {h_array.shape}")
-    return _Config(
-        potential=as_potential(potential),
-        kT=check_positive("kT (eV)", kT),
-        information=information,
-        weight=check_positive("information_weight", information_weight, allow_zero=True),
-        saturation=None if saturation is None else check_positive("saturation", saturation),
-        h=float(h_array),
-        k=check_k(k),
-        cutoff=check_cutoff(cutoff),
-        min_distance=check_positive("min_distance (Å)", min_distance, allow_zero=True),
-        sample_every=check_count("sample_every", sample_every),
-        rebuild_every=check_count("rebuild_every", rebuild_every),
-        grow_reference=bool(grow_reference),
-        dtype=jnp.zeros(()).dtype,
-    )
-
-
-# ------------------------------------------------------------------------------------------
-# The objective (pure JAX)
-# ------------------------------------------------------------------------------------------
-
-
-def _terms(
-    positions,
-    strain,
-    cell,
-    desc_table,
-    pot_table,
-    reference,
-    kT,
-    h,
-    weight,
-    *,
-    potential,
-    information,
-    cutoff,
-    saturation,
-):
-    """Returns (objective without the E_seed offset, (I, E, min distance, descriptors))."""
-    deform = jnp.eye(3, dtype=positions.dtype) + 0.5 * (strain + strain.T)
-    positions, cell = positions @ deform, cell @ deform
-    x = structure_descriptors(positions, cell, desc_table, cutoff)
-    info = objective_information(x, reference, h, information, saturation)
-    energy = potential.energy(positions, cell, pot_table)
-    d_min = minimum_distance(positions, cell, desc_table)
-    return weight * info - energy / kT, (info, energy, d_min, x)
-
-
-_STATIC = ("potential", "information", "cutoff", "saturation")
-
-
-@functools.partial(jax.jit, static_argnames=_STATIC)
-def _value(*args, **static):
-    return _terms(*args, **static)
-
-
-@functools.partial(jax.jit, static_argnames=_STATIC)
-def _value_and_grad(*args, **static):
-    def f(positions, strain, *rest):
-        return _terms(positions, strain, *rest, **static)
-
-    return jax.value_and_grad(f, argnums=(0, 1), has_aux=True)(*args)
-
-
-@jax.jit
-def _min_distance(positions, cell, table):
-    return minimum_distance(positions, cell, table)
-
-
-_add = jax.jit(reference_add, static_argnames=("h",))
-
-
-# ------------------------------------------------------------------------------------------
-# Host state: walkers
-# ------------------------------------------------------------------------------------------
-
-
-class _Walker:
-    """One structure being moved, with its neighbour tables."""
-
-    def __init__(self, atoms: Atoms, index: int, config: _Config):
-        self.config = config
-        self.index = index
-        self.numbers = atoms.numbers.copy()
-        self.pbc = atoms.pbc.copy()
-        self.positions = np.array(atoms.positions, dtype=np.float64)
-        self.cell = np.array(atoms.cell.array, dtype=np.float64)
-        self.rebuild()
-        d_min = float(self.min_distance(self.positions, self.cell))
-        if d_min < config.min_distance:
+    def __post_init__(self):
+        if self.information not in INFORMATION_TERMS:
             raise ValueError(
-                f"seed {index} already has atoms {d_min:.3f} Å apart, closer than "
-                f"min_distance={config.min_distance} Å"
+                f"information must be one of {INFORMATION_TERMS}, got {self.information!r}"
             )
+        h = check_bandwidth(self.h)
+        if h.ndim != 0:
+            raise ValueError(f"generation needs a scalar bandwidth h, got shape {h.shape}")
+        saturation = self.saturation
+        for name, value in (
+            ("potential", as_potential(self.potential)),
+            ("kT", check_positive("kT (eV)", self.kT)),
+            ("weight", check_positive("information_weight", self.weight, allow_zero=True)),
+            (
+                "saturation",
+                None if saturation is None else check_positive("saturation", saturation),
+            ),
+            ("h", float(h)),
+            ("k", check_k(self.k)),
+            ("cutoff", check_cutoff(self.cutoff)),
+        ):
+            object.__setattr__(self, name, value)
 
-    def rebuild(self):
-        config = self.config
-        try:
-            self.desc_table = neighbour_table(
-                self.positions, self.cell, self.pbc, config.k, config.cutoff + DESCRIPTOR_SKIN
-            )
-            self.pot_table = config.potential.neighbour_table(self.positions, self.cell, self.pbc)
-        except ValueError as error:
-            raise ValueError(f"walker {self.index}: {error}") from None
-        self.built_positions = self.positions.copy()
-        self.built_cell = self.cell.copy()
-
-    def needs_rebuild(self) -> bool:
-        """True when pair distances may have changed by more than a table's skin."""
-        potential = self.config.potential
-        skin, radius = DESCRIPTOR_SKIN, self.config.cutoff + DESCRIPTOR_SKIN
+    def neighbour_lists(self):
+        """The neighbour-list functions ``(descriptor, potential or None)``."""
+        potential = self.potential
+        pot = None
         if potential.cutoff is not None:
-            skin, radius = min(skin, potential.skin), max(radius, potential.table_cutoff)
-        affine = np.linalg.solve(self.built_cell, self.cell)  # built_cell @ affine = cell
-        moved = self.positions - self.built_positions @ affine
-        strain = np.linalg.norm(affine - np.eye(3), 2)
-        return 2.0 * float(np.max(np.linalg.norm(moved, axis=1))) + strain * radius > skin
+            pot = neighbour_list(potential.k, potential.cutoff, skin=potential.skin)
+        return neighbour_list(self.k, self.cutoff, skin=DESCRIPTOR_SKIN), pot
 
-    def arrays(self, positions=None, cell=None):
-        dtype = self.config.dtype
-        positions = self.positions if positions is None else positions
-        cell = self.cell if cell is None else cell
-        return jnp.asarray(positions, dtype=dtype), jnp.asarray(cell, dtype=dtype)
+    def step_limit(self, max_strain: float = 0.0) -> float:
+        """Largest atomic move (Å) that keeps freshly allocated lists valid for one step."""
+        skins = [(DESCRIPTOR_SKIN, self.cutoff + DESCRIPTOR_SKIN)]
+        if self.potential.cutoff is not None:
+            skins.append((self.potential.skin, self.potential.table_cutoff))
+        return min(0.5 * (skin - 3.0 * max_strain * radius) for skin, radius in skins)
 
-    def min_distance(self, positions, cell):
-        p, c = self.arrays(positions, cell)
-        return float(_min_distance(p, c, self.desc_table))
+    def allocate(self, positions, cell, pbc, like=None):
+        """Neighbour lists ``(descriptor, potential or None)`` on the host (``like``: lists
+        whose capacities are kept when they suffice)."""
+        like = like or (None, None)
+        return tuple(
+            None if fns is None else fns.allocate(positions, cell, pbc, like=old)
+            for fns, old in zip(self.neighbour_lists(), like, strict=True)
+        )
 
-    def frame(self) -> Atoms:
-        atoms = Atoms(numbers=self.numbers, positions=self.positions, cell=self.cell, pbc=self.pbc)
-        if atoms.pbc.any():
-            atoms.wrap()
-        return atoms
+    def evaluate(self, positions, strain, cell, neighbours, reference: Reference):
+        """``(λ·I − E/kT, Evaluation)`` at positions and cell deformed by ``I + sym(strain)``.
+
+        Differentiable in positions (n, 3) Å and strain (3, 3); the lists are updated here.
+        """
+        deform = jnp.eye(3, dtype=positions.dtype) + 0.5 * (strain + strain.T)
+        positions, cell = positions @ deform, cell @ deform
+        desc_fns, pot_fns = self.neighbour_lists()
+        desc_list, pot_list = neighbours
+        desc_list = desc_fns.update(positions, cell, desc_list)
+        overflow, table = desc_list.overflow, None
+        if pot_fns is not None:
+            overflow = overflow | pot_fns.stale(positions, cell, pot_list)
+            table = pot_list.candidates
+        x = structure_descriptors(positions, cell, desc_list.table, self.cutoff)
+        info = information(x, reference, self.h, self.information, self.saturation)
+        energy = self.potential.energy(positions, cell, table)
+        d_min = minimum_distance(positions, cell, desc_list.table)
+        evaluation = Evaluation(info, energy, d_min, x, (desc_list, pot_list), overflow)
+        return self.weight * info - energy / self.kT, evaluation
 
 
-def _evaluate(walker: _Walker, reference: Reference, *, grad: bool, positions=None, cell=None):
-    config = walker.config
-    p, c = walker.arrays(positions, cell)
-    args = (
-        p,
-        jnp.zeros((3, 3), dtype=config.dtype),
-        c,
-        walker.desc_table,
-        walker.pot_table,
-        reference,
-        jnp.asarray(config.kT, config.dtype),
-        config.h,
-        jnp.asarray(config.weight, config.dtype),
+class Evaluation(NamedTuple):
+    """Auxiliary output of :meth:`GenerationObjective.evaluate`."""
+
+    information: jax.Array
+    energy: jax.Array
+    min_distance: jax.Array
+    descriptors: jax.Array
+    neighbours: tuple
+    overflow: jax.Array
+
+
+class GenerationState(NamedTuple):
+    """State of the generation steps (a pytree).
+
+    Attributes:
+        positions: (n_atoms, 3) Å.
+        cell: (3, 3) rows, Å.
+        neighbours: ``(descriptor, potential or None)`` :class:`~jaxinfo.neighbours.NeighbourList`.
+        reference: the :class:`~jaxinfo.objectives.Reference` novelty is measured against.
+        objective: λ·I − (E − E_seed)/kT at ``positions``, dimensionless.
+        information: I at ``positions``, nats.
+        energy: E at ``positions``, eV.
+        seed_energy: E_seed, eV (the energy at ``init``).
+        min_distance: shortest interatomic distance, Å.
+        descriptors: (n_atoms, 2k − 1) at ``positions``, 1/Å.
+        gradient: ``{"positions", "strain"}`` ∂objective at ``positions`` (gradient ascent).
+        optimizer_state: the optax state (gradient ascent).
+        key: PRNG key; step t draws from ``jax.random.fold_in(key, t)``.
+        step: int32, steps taken.
+        evaluations: int32, energy evaluations so far.
+        accepted: bool, whether the last step moved the structure.
+        overflow: bool, the last step was not taken: re-allocate the lists and go on.
+    """
+
+    positions: jax.Array
+    cell: jax.Array
+    neighbours: tuple
+    reference: Reference
+    objective: jax.Array
+    information: jax.Array
+    energy: jax.Array
+    seed_energy: jax.Array
+    min_distance: jax.Array
+    descriptors: jax.Array
+    gradient: object
+    optimizer_state: object
+    key: jax.Array
+    step: jax.Array
+    evaluations: jax.Array
+    accepted: jax.Array
+    overflow: jax.Array
+
+
+class GenerationFns(NamedTuple):
+    """``allocate(positions, cell, pbc, like=None)`` (host: the neighbour lists),
+    ``init(positions, cell, neighbours, reference, key=None) -> GenerationState`` and
+    ``update(state) -> GenerationState`` (both pure, jit-able)."""
+
+    allocate: Callable
+    init: Callable
+    update: Callable
+
+
+def _deformed(positions, cell, move, strain):
+    deform = jnp.eye(3, dtype=positions.dtype) + strain
+    return positions @ deform + move, cell @ deform
+
+
+def _symmetric(strain):
+    return 0.5 * (strain + strain.T)
+
+
+def _cap_norms(move, limit):
+    norms = jnp.linalg.norm(move, axis=1, keepdims=True)
+    return move * jnp.minimum(1.0, limit / jnp.maximum(norms, jnp.finfo(move.dtype).tiny))
+
+
+def _with(state: GenerationState, evaluation: Evaluation, objective: GenerationObjective, **kw):
+    """The state at a new evaluation (objective measured from the seed energy)."""
+    value = objective.weight * evaluation.information
+    value = value - (evaluation.energy - state.seed_energy) / objective.kT
+    return state._replace(
+        objective=value,
+        information=evaluation.information,
+        energy=evaluation.energy,
+        min_distance=evaluation.min_distance,
+        descriptors=evaluation.descriptors,
+        neighbours=evaluation.neighbours,
+        **kw,
     )
-    static = dict(
-        potential=config.potential,
-        information=config.information,
-        cutoff=config.cutoff,
-        saturation=config.saturation,
+
+
+def _grown(state: GenerationState, grow_every, h) -> GenerationState:
+    """Adds the current environments to the reference when ``state.step`` is a multiple of
+    ``grow_every``."""
+    if grow_every is None:
+        return state
+    reference = jax.lax.cond(
+        state.step % grow_every == 0,
+        lambda r: reference_add(r, state.descriptors, h),
+        lambda r: r,
+        state.reference,
     )
-    if grad:
-        (_, aux), grads = _value_and_grad(*args, **static)
-        return aux, grads
-    _, aux = _value(*args, **static)
-    return aux, None
+    return state._replace(reference=reference)
 
 
-def _as_floats(aux):
-    info, energy, d_min, x = aux
-    return float(info), float(energy), float(d_min), x
+def _unless_overflow(old: GenerationState, new: GenerationState, overflow):
+    kept = old._replace(overflow=jnp.asarray(True), accepted=jnp.asarray(False))
+    return jax.tree.map(lambda a, b: a if a is b else jnp.where(overflow, a, b), kept, new)
 
 
-def _initial_reference(seeds, reference, config: _Config, n_new_rows: int) -> Reference:
+def _initial_state(objective, positions, cell, neighbours, reference, key, with_grad):
+    positions = jnp.asarray(positions)
+    if not jnp.issubdtype(positions.dtype, jnp.floating):
+        positions = positions.astype(float)
+    cell = jnp.asarray(cell, positions.dtype)
+    strain = jnp.zeros((3, 3), positions.dtype)
+    args = (positions, strain, cell, neighbours, reference)
+    gradient = None
+    if with_grad:
+        (_, evaluation), (g_pos, g_strain) = jax.value_and_grad(
+            objective.evaluate, argnums=(0, 1), has_aux=True
+        )(*args)
+        gradient = {"positions": g_pos, "strain": g_strain}
+    else:
+        _, evaluation = objective.evaluate(*args)
+    state = GenerationState(
+        positions=positions, cell=cell, neighbours=neighbours, reference=reference,
+        objective=None, information=None, energy=None, seed_energy=evaluation.energy,
+        min_distance=None, descriptors=None, gradient=gradient, optimizer_state=None,
+        key=jax.random.key(0) if key is None else key, step=jnp.zeros((), jnp.int32),
+        evaluations=jnp.ones((), jnp.int32), accepted=jnp.asarray(True),
+        overflow=evaluation.overflow,
+    )  # fmt: skip
+    return _with(state, evaluation, objective)
+
+
+# ------------------------------------------------------------------------------------------
+# The steps
+# ------------------------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=32)  # same settings, same functions: compiled code is reused
+def gradient_ascent(
+    objective: GenerationObjective,
+    *,
+    optimizer: optax.GradientTransformation | None = None,
+    step_size: float = 0.01,
+    max_displacement: float = 0.1,
+    noise: float = 0.0,
+    cell_step_size: float = 0.0,
+    max_strain: float = 0.01,
+    min_distance: float = 1.5,
+    grow_every: int | None = None,
+) -> GenerationFns:
+    """Gradient ascent on the objective as ``(allocate, init, update)``.
+
+    A step feeds the mobility-weighted gradient ``{"positions": step_size·kT·∂objective/∂r,
+    "strain": cell_step_size·kT·∂objective/∂ε}`` (negated: optax minimises) to ``optimizer``
+    (default ``optax.sgd(1.0)``: atom i moves by ``step_size · (F_i + λ kT ∇_i I)``, a steepest
+    descent on ``E − λ kT I`` with mobility ``step_size``). Moves are capped at
+    ``max_displacement`` per atom, plus Gaussian ``noise`` (the sum capped at half the lists'
+    skin); the strain is symmetrised and clipped at ``max_strain`` per component, the atoms
+    following the cell affinely. Steps that would bring atoms closer than ``min_distance`` are
+    halved until they do not.
+
+    Args:
+        objective: the :class:`GenerationObjective`.
+        optimizer: an optax ``GradientTransformation`` (e.g. ``optax.adam(0.02)``); it sees
+            the mobility-weighted gradient, so ``step_size`` and ``cell_step_size`` act as
+            preconditioners (``cell_step_size = 0`` keeps the cell fixed).
+        step_size: mobility, Å²/eV (> 0).
+        max_displacement: largest deterministic move of one atom in one step, Å (> 0).
+        noise: standard deviation of a Gaussian displacement added each step, Å (>= 0).
+        cell_step_size: cell mobility, 1/eV (>= 0; 0 keeps the cell fixed).
+        max_strain: largest strain component per step (> 0).
+        min_distance: smallest allowed interatomic distance, Å (>= 0).
+        grow_every: every this many steps the current environments join the reference
+            (None: a fixed reference). The step's gradient was taken before they joined.
+
+    Returns:
+        :class:`GenerationFns`.
+
+    Raises:
+        ValueError: step sizes <= 0, negative noise, or ``max_displacement`` beyond half the
+            neighbour lists' skin (less the strain's share).
+    """
+    step_size = check_positive("step_size (Å²/eV)", step_size)
+    max_displacement = check_positive("max_displacement (Å)", max_displacement)
+    noise = check_positive("noise (Å)", noise, allow_zero=True)
+    cell_step_size = check_positive("cell_step_size (1/eV)", cell_step_size, allow_zero=True)
+    max_strain = check_positive("max_strain", max_strain) if cell_step_size > 0 else 0.0
+    min_distance = check_positive("min_distance (Å)", min_distance, allow_zero=True)
+    limit = objective.step_limit(max_strain)
+    if max_displacement > limit:
+        raise ValueError(
+            f"max_displacement ({max_displacement} Å) must be <= {limit:.3g} Å: half the "
+            "neighbour lists' skin, less the strain's share"
+        )
+    if grow_every is not None:
+        grow_every = check_count("grow_every", grow_every)
+    optimizer = optax.sgd(1.0) if optimizer is None else optimizer
+    mobility = {"positions": step_size * objective.kT, "strain": cell_step_size * objective.kT}
+    value_and_grad = jax.value_and_grad(objective.evaluate, argnums=(0, 1), has_aux=True)
+
+    def init(positions, cell, neighbours, reference, key=None):
+        state = _initial_state(objective, positions, cell, neighbours, reference, key, True)
+        params = {"positions": state.positions, "strain": jnp.zeros_like(state.cell)}
+        return state._replace(optimizer_state=optimizer.init(params))
+
+    def update(state: GenerationState) -> GenerationState:
+        dtype = state.positions.dtype
+        loss_grad = jax.tree.map(lambda g, m: -m * g, state.gradient, mobility)
+        params = {"positions": state.positions, "strain": jnp.zeros_like(state.cell)}
+        updates, opt_state = optimizer.update(loss_grad, state.optimizer_state, params)
+        move = _cap_norms(updates["positions"], max_displacement)
+        if noise > 0:
+            key = jax.random.fold_in(state.key, state.step)
+            move = move + noise * jax.random.normal(key, move.shape, dtype)
+        move = _cap_norms(move, limit)
+        strain = jnp.zeros((3, 3), dtype)
+        if cell_step_size > 0:
+            strain = jnp.clip(_symmetric(updates["strain"]), -max_strain, max_strain)
+
+        def too_close(halvings):
+            scale = jnp.asarray(0.5, dtype) ** halvings
+            p, c = _deformed(state.positions, state.cell, scale * move, scale * strain)
+            return minimum_distance(p, c, state.neighbours[0].candidates) < min_distance
+
+        halvings = jax.lax.while_loop(
+            lambda j: (j <= _MAX_HALVINGS) & too_close(j), lambda j: j + 1, 0
+        )
+        scale = jnp.where(halvings <= _MAX_HALVINGS, jnp.asarray(0.5, dtype) ** halvings, 0.0)
+        positions, cell = _deformed(state.positions, state.cell, scale * move, scale * strain)
+        zero = jnp.zeros((3, 3), dtype)
+        (_, evaluation), (g_pos, g_strain) = value_and_grad(
+            positions, zero, cell, state.neighbours, state.reference
+        )
+        new = _with(
+            state, evaluation, objective, positions=positions, cell=cell,
+            gradient={"positions": g_pos, "strain": g_strain}, optimizer_state=opt_state,
+            step=state.step + 1, evaluations=state.evaluations + 1, accepted=jnp.asarray(True),
+        )  # fmt: skip
+        return _unless_overflow(state, _grown(new, grow_every, objective.h), evaluation.overflow)
+
+    return GenerationFns(objective.allocate, init, update)
+
+
+@functools.lru_cache(maxsize=32)
+def metropolis(
+    objective: GenerationObjective,
+    *,
+    temperature_mc: float = 1.0,
+    displacement: float = 0.05,
+    cell_displacement: float = 0.0,
+    min_distance: float = 1.5,
+    grow_every: int | None = None,
+) -> GenerationFns:
+    """Metropolis Monte Carlo on the objective as ``(allocate, init, update)``.
+
+    Each proposal displaces every atom by a Gaussian of standard deviation ``displacement``
+    (Å) and, with ``cell_displacement > 0``, strains the cell by a symmetric Gaussian strain;
+    it is accepted with probability ``min(1, exp(Δobjective / temperature_mc))``. Proposals
+    that bring two atoms closer than ``min_distance``, or move an atom by more than half the
+    lists' skin, are rejected without an evaluation. With ``temperature_mc = 1`` and weight 0
+    this samples the Boltzmann distribution at kT (cell moves carry no volume Jacobian or
+    pressure term: they explore, they do not sample an NPT ensemble). When the reference
+    grows (at the end of a step), the next step first re-evaluates the current state against it
+    (one evaluation).
+
+    Args:
+        objective: the :class:`GenerationObjective`.
+        temperature_mc: Metropolis temperature on the dimensionless objective (> 0).
+        displacement: standard deviation of the atomic moves, Å (> 0).
+        cell_displacement: standard deviation of the strain components (>= 0; 0: fixed cell).
+        min_distance: smallest allowed interatomic distance, Å (>= 0).
+        grow_every: every this many steps the current environments join the reference.
+
+    Returns:
+        :class:`GenerationFns`.
+    """
+    temperature_mc = check_positive("temperature_mc", temperature_mc)
+    displacement = check_positive("displacement (Å)", displacement)
+    cell_displacement = check_positive("cell_displacement", cell_displacement, allow_zero=True)
+    min_distance = check_positive("min_distance (Å)", min_distance, allow_zero=True)
+    if grow_every is not None:
+        grow_every = check_count("grow_every", grow_every)
+    radius = max(objective.cutoff + DESCRIPTOR_SKIN, objective.potential.table_cutoff or 0.0)
+    min_skin = 2.0 * objective.step_limit()
+
+    def init(positions, cell, neighbours, reference, key=None):
+        return _initial_state(objective, positions, cell, neighbours, reference, key, False)
+
+    def reevaluate(state):
+        zero = jnp.zeros((3, 3), state.positions.dtype)
+        _, again = objective.evaluate(
+            state.positions, zero, state.cell, state.neighbours, state.reference
+        )
+        return _with(state, again, objective, evaluations=state.evaluations + 1)
+
+    def update(state: GenerationState) -> GenerationState:
+        if grow_every is not None:  # the reference grew at the end of the last step
+            grown = (state.step > 0) & (state.step % grow_every == 0)
+            state = jax.lax.cond(grown, reevaluate, lambda s: s, state)
+        dtype = state.positions.dtype
+        keys = jax.random.split(jax.random.fold_in(state.key, state.step), 3)
+        move = displacement * jax.random.normal(keys[0], state.positions.shape, dtype)
+        strain = jnp.zeros((3, 3), dtype)
+        if cell_displacement > 0:
+            strain = _symmetric(cell_displacement * jax.random.normal(keys[1], (3, 3), dtype))
+        positions, cell = _deformed(state.positions, state.cell, move, strain)
+        largest = jnp.sqrt(jnp.max(jnp.sum(move * move, axis=1)))
+        allowed = 2.0 * largest + jnp.linalg.norm(strain) * radius <= min_skin
+        distance = minimum_distance(positions, cell, state.neighbours[0].candidates)
+        allowed = allowed & (distance >= min_distance)
+        args = (positions, jnp.zeros((3, 3), dtype), cell, state.neighbours, state.reference)
+        shapes = jax.eval_shape(objective.evaluate, *args)
+        value, evaluation = jax.lax.cond(
+            allowed,
+            lambda: objective.evaluate(*args),
+            lambda: jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes),
+        )
+        proposed = value + state.seed_energy / objective.kT
+        log_u = jnp.log(jax.random.uniform(keys[2], (), dtype, minval=jnp.finfo(dtype).tiny))
+        accept = allowed & (log_u < (proposed - state.objective) / temperature_mc)
+        moved = _with(state, evaluation, objective, positions=positions, cell=cell)
+        new = jax.tree.map(lambda a, b: a if a is b else jnp.where(accept, a, b), moved, state)
+        new = new._replace(
+            step=state.step + 1,
+            evaluations=state.evaluations + allowed.astype(jnp.int32),
+            accepted=accept,
+        )
+        new = _grown(new, grow_every, objective.h)
+        return _unless_overflow(state, new, allowed & evaluation.overflow)
+
+    return GenerationFns(objective.allocate, init, update)
+
+
+# ------------------------------------------------------------------------------------------
+# Host drivers: thin loops over the steps
+# ------------------------------------------------------------------------------------------
+
+_RECORDED = ("objective", "information", "energy", "min_distance", "evaluations", "accepted")
+
+
+def _initial_reference(seeds, reference, objective: GenerationObjective, n_new_rows, dtype):
     if reference is None:
-        x0 = dataset_descriptors(seeds, config.k, config.cutoff)
+        x0 = dataset_descriptors(seeds, objective.k, objective.cutoff)
     elif isinstance(reference, Atoms) or (
         isinstance(reference, list | tuple) and reference and isinstance(reference[0], Atoms)
     ):
-        x0 = dataset_descriptors(reference, config.k, config.cutoff)
+        x0 = dataset_descriptors(reference, objective.k, objective.cutoff)
     else:
         x0 = np.asarray(reference, dtype=np.float64)
-        width = 2 * config.k - 1
+        width = 2 * objective.k - 1
         if x0.ndim != 2 or x0.shape[0] == 0 or x0.shape[1] != width:
             raise ValueError(
                 f"reference must be a list of ase.Atoms or an (N, {width}) descriptor array "
-                f"(k={config.k}), got shape {x0.shape}"
+                f"(k={objective.k}), got shape {x0.shape}"
             )
-    x0 = jnp.asarray(x0, config.dtype)
-    return reference_init(x0, x0.shape[0] + n_new_rows, config.h)
+    x0 = jnp.asarray(x0, dtype)
+    return reference_init(x0, x0.shape[0] + n_new_rows, objective.h)
 
 
-class _History:
-    def __init__(self):
-        self.columns = {
-            k: [] for k in ("objective", "info", "energy", "d_min", "walker", "evals", "acc")
-        }
-
-    def add(self, objective, info, energy, d_min, walker, evals, accepted):
-        for key, value in zip(
-            self.columns, (objective, info, energy, d_min, walker, evals, accepted), strict=True
-        ):
-            self.columns[key].append(value)
-
-    def result(self, frames, evals, config, method, start):
-        c = self.columns
-        return GenerationResult(
-            frames=frames,
-            objective=np.array(c["objective"]),
-            information=np.array(c["info"]),
-            energy=np.array(c["energy"]),
-            min_distance=np.array(c["d_min"]),
-            walker=np.array(c["walker"], dtype=np.int64),
-            energy_evaluations=np.array(c["evals"], dtype=np.int64),
-            accepted=np.array(c["acc"], dtype=bool),
-            total_energy_evaluations=int(evals),
-            min_distance_limit=config.min_distance,
-            method=method,
-            wall_time=time.perf_counter() - start,
+def _drive(fns, method, objective, seeds, reference, *, n_steps, sample_every,
+           grow_reference, min_distance, seed):  # fmt: skip
+    """Runs every seed for n_steps updates in turn, emitting a frame every sample_every."""
+    start = time.perf_counter()
+    n_steps = check_count("n_steps", n_steps)
+    dtype = jnp.zeros(()).dtype
+    n_new = sum(len(a) for a in seeds) * (n_steps // sample_every) if grow_reference else 0
+    reference = _initial_reference(seeds, reference, objective, n_new, dtype)
+    init, update = jax.jit(fns.init), jax.jit(fns.update)  # shared with any jit of fns.*
+    history, frames, spent, lists = [], [], 0, None
+    for index, atoms in enumerate(seeds):
+        lists = objective.allocate(atoms.positions, atoms.cell.array, atoms.pbc, like=lists)
+        d_min = float(minimum_distance(atoms.positions, atoms.cell.array, lists[0].candidates))
+        if d_min < min_distance:
+            raise ValueError(
+                f"seed {index} already has atoms {d_min:.3f} Å apart, closer than "
+                f"min_distance={min_distance} Å"
+            )
+        positions, cell = (jnp.asarray(a, dtype) for a in (atoms.positions, atoms.cell.array))
+        state = init(
+            positions, cell, lists, reference, jax.random.fold_in(jax.random.key(seed), index)
         )
-
-
-def _emit(
-    frames, walker, reference, config, method, step, objective, info, energy, d_min, evals, x
-):
-    atoms = walker.frame()
-    atoms.info.update(
+        records, fresh = [state], True
+        while int(state.step) < n_steps:
+            state = update(state)
+            if bool(state.overflow):  # the step was not taken: re-allocate and redo it
+                if fresh:
+                    raise RuntimeError("a step moved atoms by more than half the neighbour skin")
+                positions, cell = np.asarray(state.positions), np.asarray(state.cell)
+                lists = objective.allocate(positions, cell, atoms.pbc, like=state.neighbours)
+                state, fresh = state._replace(neighbours=lists, overflow=jnp.asarray(False)), True
+                continue
+            records.append(state)
+            fresh = False
+            if int(state.step) % sample_every == 0:
+                frames.append(_frame(atoms, state, method, index, spent, objective))
+        history += [(index, spent, *(getattr(r, name) for name in _RECORDED)) for r in records]
+        spent += int(state.evaluations)
+        reference = state.reference
+    walker, offset, *columns = (np.array(column) for column in zip(*history, strict=True))
+    values = dict(zip(_RECORDED, columns, strict=True))
+    return GenerationResult(
+        frames=frames,
+        objective=values["objective"].astype(np.float64),
+        information=values["information"].astype(np.float64),
+        energy=values["energy"].astype(np.float64),
+        min_distance=values["min_distance"].astype(np.float64),
+        walker=walker.astype(np.int64),
+        energy_evaluations=(offset + values["evaluations"]).astype(np.int64),
+        accepted=values["accepted"].astype(bool),
+        total_energy_evaluations=spent,
+        min_distance_limit=min_distance,
         method=method,
-        walker=walker.index,
-        step=step,
-        objective=objective,
-        information=info,
-        energy=energy,
-        min_distance=d_min,
-        energy_evaluations=evals,
-        potential=type(config.potential).__name__,
+        wall_time=time.perf_counter() - start,
     )
-    frames.append(atoms)
-    return _add(reference, x, h=config.h) if config.grow_reference else reference
 
 
-def _plan(seeds, reference, config, n_steps):
-    n_frames = n_steps // config.sample_every
-    extra = sum(len(a) for a in seeds) * n_frames if config.grow_reference else 0
-    return _initial_reference(seeds, reference, config, extra)
-
-
-# ------------------------------------------------------------------------------------------
-# Public drivers
-# ------------------------------------------------------------------------------------------
+def _frame(atoms, state, method, walker, spent, objective) -> Atoms:
+    frame = Atoms(numbers=atoms.numbers, positions=np.asarray(state.positions, np.float64),
+                  cell=np.asarray(state.cell, np.float64), pbc=atoms.pbc)  # fmt: skip
+    if frame.pbc.any():
+        frame.wrap()
+    frame.info.update(
+        method=method, walker=walker, step=int(state.step), objective=float(state.objective),
+        information=float(state.information), energy=float(state.energy),
+        min_distance=float(state.min_distance),
+        energy_evaluations=spent + int(state.evaluations),
+        potential=type(objective.potential).__name__,
+    )  # fmt: skip
+    return frame
 
 
 def generate_gradient(
@@ -455,6 +739,7 @@ def generate_gradient(
     information_weight: float = 1.0,
     saturation: float | None = 10.0,
     n_steps: int = 100,
+    optimizer: optax.GradientTransformation | None = None,
     step_size: float = 0.01,
     max_displacement: float = 0.1,
     noise: float = 0.0,
@@ -462,50 +747,27 @@ def generate_gradient(
     max_strain: float = 0.01,
     sample_every: int = 10,
     grow_reference: bool = True,
-    rebuild_every: int = 10,
     min_distance: float = 1.5,
     h: float = DEFAULT_BANDWIDTH,
     k: int = DEFAULT_K,
     cutoff: float = DEFAULT_CUTOFF,
     seed: int = 0,
 ) -> GenerationResult:
-    """Generates structures by gradient ascent on ``λ·I − (E − E_seed)/kT``.
-
-    Each seed is moved for ``n_steps`` steps in turn. A step moves atom i by
-    ``step_size · kT · ∂objective/∂r_i`` (Å), i.e. ``step_size · (F_i + λ kT ∇_i I)``, capped
-    at ``max_displacement``, plus optional Gaussian ``noise``; with ``cell_step_size > 0`` the
-    cell is strained by ``cell_step_size · kT · ∂objective/∂ε`` (atoms follow affinely),
-    capped at ``max_strain`` per component. Steps that would bring atoms closer than
-    ``min_distance`` are halved until they do not (after 10 halvings the atoms stay put).
+    """Generates structures by gradient ascent on ``λ·I − (E − E_seed)/kT``: a loop over
+    :func:`gradient_ascent` steps, each seed for ``n_steps`` steps in turn.
 
     Args:
         seeds: an ``ase.Atoms`` or a non-empty list of them (starting structures).
-        potential: a :class:`jaxinfo.potentials.Potential` or a JAX callable
-            ``energy_fn(positions, cell) -> scalar`` (positions (n, 3) Å, cell (3, 3) Å, eV).
-        kT: thermal energy of the energy term, eV (> 0); e.g. ``ase.units.kB * 600``.
+        potential, kT, information, saturation, h, k, cutoff: see :class:`GenerationObjective`
+            (``information_weight`` is its ``weight`` λ).
+        information_weight: λ >= 0, weight of the information term.
         reference: descriptors ((N, 2k − 1) array) or structures to measure novelty against;
             default: the seeds.
-        information: ``"mean"`` or ``"max"`` of δH(new | reference) over the atoms, or
-            ``"entropy"`` of the reference together with the new environments (nats).
-        information_weight: λ >= 0, weight of the information term.
-        saturation: s in nats (> 0) or None: for ``"mean"``/``"max"`` each δH_i is replaced by
-            ``s·tanh(δH_i / s)``. Without it δH grows like (descriptor distance)² / 2h² and its
-            gradient without bound, so a strong information term can outrun the energy and
-            blow the structure apart.
         n_steps: gradient steps per seed (>= 1).
-        step_size: mobility, Å²/eV (> 0).
-        max_displacement: largest move of one atom in one step, Å (> 0).
-        noise: standard deviation of a Gaussian displacement added each step, Å (>= 0).
-        cell_step_size: cell mobility, 1/eV (>= 0; 0 keeps the cell fixed).
-        max_strain: largest strain component per step (> 0).
+        optimizer, step_size, max_displacement, noise, cell_step_size, max_strain,
+            min_distance: see :func:`gradient_ascent`.
         sample_every: emit a frame every this many steps.
         grow_reference: add each emitted frame's environments to the reference.
-        rebuild_every: rebuild the neighbour tables every this many steps (and whenever an
-            atom moved more than half the potential's skin).
-        min_distance: smallest allowed interatomic distance, Å (>= 0).
-        h: kernel bandwidth, 1/Å.
-        k: descriptor neighbours.
-        cutoff: descriptor cutoff, Å.
         seed: random seed of the noise.
 
     Returns:
@@ -513,8 +775,8 @@ def generate_gradient(
 
     Raises:
         ValueError: empty seeds, kT <= 0, step sizes <= 0, negative noise, unknown
-            information term, a seed already closer than ``min_distance``, cell moves on a
-            non-periodic seed, or a neighbour-table overflow of the potential.
+            information term, a seed already closer than ``min_distance``, or cell moves on a
+            non-periodic seed.
 
     Example:
         >>> from ase.build import bulk
@@ -526,81 +788,19 @@ def generate_gradient(
         >>> len(result.frames), result.total_energy_evaluations
         (2, 5)
     """
-    start = time.perf_counter()
-    config = _config(
-        potential,
-        kT,
-        information,
-        information_weight,
-        saturation,
-        h,
-        k,
-        cutoff,
-        min_distance,
-        sample_every,
-        rebuild_every,
-        grow_reference,
+    objective = GenerationObjective(
+        potential, kT, information, information_weight, saturation, h, k, cutoff
     )
-    n_steps = check_count("n_steps", n_steps)
-    step_size = check_positive("step_size (Å²/eV)", step_size)
-    max_displacement = check_positive("max_displacement (Å)", max_displacement)
-    noise = check_positive("noise (Å)", noise, allow_zero=True)
-    cell_step_size = check_positive("cell_step_size (1/eV)", cell_step_size, allow_zero=True)
-    max_strain = check_positive("max_strain", max_strain)
+    sample_every = check_count("sample_every", sample_every)
+    fns = gradient_ascent(
+        objective, optimizer=optimizer, step_size=step_size, max_displacement=max_displacement,
+        noise=noise, cell_step_size=cell_step_size, max_strain=max_strain,
+        min_distance=min_distance, grow_every=sample_every if grow_reference else None,
+    )  # fmt: skip
     seeds = _check_seeds(seeds, periodic_cell=cell_step_size > 0)
-    walkers = [_Walker(atoms, index, config) for index, atoms in enumerate(seeds)]
-    reference = _plan(seeds, reference, config, n_steps)
-    rng = np.random.default_rng(seed)
-    history, frames, evals = _History(), [], 0
-
-    for walker in walkers:
-        e_seed = None
-        for step in range(n_steps + 1):
-            if step > 0 and (step % config.rebuild_every == 0 or walker.needs_rebuild()):
-                walker.rebuild()
-            aux, (g_pos, g_strain) = _evaluate(walker, reference, grad=True)
-            evals += 1
-            info, energy, d_min, x = _as_floats(aux)
-            e_seed = energy if e_seed is None else e_seed
-            objective = config.weight * info - (energy - e_seed) / config.kT
-            history.add(objective, info, energy, d_min, walker.index, evals, True)
-            if step > 0 and step % config.sample_every == 0:
-                reference = _emit(
-                    frames,
-                    walker,
-                    reference,
-                    config,
-                    "gradient",
-                    step,
-                    objective,
-                    info,
-                    energy,
-                    d_min,
-                    evals,
-                    x,
-                )
-            if step == n_steps:
-                break
-            move = step_size * config.kT * np.asarray(g_pos, dtype=np.float64)
-            norms = np.linalg.norm(move, axis=1, keepdims=True)
-            move *= np.minimum(1.0, max_displacement / np.maximum(norms, 1e-300))
-            if noise > 0:
-                move += rng.normal(scale=noise, size=move.shape)
-            strain = np.zeros((3, 3))
-            if cell_step_size > 0:
-                g = np.asarray(g_strain, dtype=np.float64)
-                strain = np.clip(
-                    cell_step_size * config.kT * 0.5 * (g + g.T), -max_strain, max_strain
-                )
-            for _ in range(_MAX_HALVINGS + 1):
-                deform = np.eye(3) + strain
-                positions = walker.positions @ deform + move
-                cell = walker.cell @ deform
-                if walker.min_distance(positions, cell) >= config.min_distance:
-                    walker.positions, walker.cell = positions, cell
-                    break
-                move, strain = 0.5 * move, 0.5 * strain
-    return history.result(frames, evals, config, "gradient", start)
+    return _drive(fns, "gradient", objective, seeds, reference, n_steps=n_steps,
+                  sample_every=sample_every, grow_reference=grow_reference,
+                  min_distance=min_distance, seed=seed)  # fmt: skip
 
 
 def generate_metropolis(
@@ -618,46 +818,24 @@ def generate_metropolis(
     cell_displacement: float = 0.0,
     sample_every: int = 10,
     grow_reference: bool = True,
-    rebuild_every: int = 10,
     min_distance: float = 1.5,
     h: float = DEFAULT_BANDWIDTH,
     k: int = DEFAULT_K,
     cutoff: float = DEFAULT_CUTOFF,
     seed: int = 0,
 ) -> GenerationResult:
-    """Generates structures by Metropolis Monte Carlo on ``λ·I − (E − E_seed)/kT``.
-
-    Each proposal displaces every atom by a Gaussian of standard deviation ``displacement``
-    (Å) and, with ``cell_displacement > 0``, strains the cell by a symmetric Gaussian strain;
-    it is accepted with probability ``min(1, exp(Δobjective / temperature_mc))`` and always
-    rejected if two atoms come closer than ``min_distance``. With ``temperature_mc = 1`` and
-    ``information_weight = 0`` this is plain Metropolis sampling of the Boltzmann distribution
-    at kT. After a table rebuild or a change of the reference (an emitted frame joins it), the
-    current state is re-evaluated; these evaluations are counted.
+    """Generates structures by Metropolis Monte Carlo on ``λ·I − (E − E_seed)/kT``: a loop
+    over :func:`metropolis` steps, each seed for ``n_steps`` proposals in turn.
 
     Args:
         seeds: an ``ase.Atoms`` or a non-empty list of them.
-        potential: a :class:`jaxinfo.potentials.Potential` or a JAX callable
-            ``energy_fn(positions, cell) -> scalar`` (eV).
-        kT: thermal energy of the energy term, eV (> 0).
-        temperature_mc: Metropolis temperature on the dimensionless objective (> 0).
-        reference: descriptors ((N, 2k − 1) array) or structures; default: the seeds.
-        information: ``"mean"``, ``"max"`` or ``"entropy"`` (see :func:`generate_gradient`).
+        potential, kT, information, saturation, h, k, cutoff: see :class:`GenerationObjective`.
         information_weight: λ >= 0.
-        saturation: s in nats or None (see :func:`generate_gradient`).
+        temperature_mc, displacement, cell_displacement, min_distance: see :func:`metropolis`.
+        reference: descriptors ((N, 2k − 1) array) or structures; default: the seeds.
         n_steps: proposals per seed (>= 1).
-        displacement: standard deviation of the atomic moves, Å (> 0).
-        cell_displacement: standard deviation of the strain components (>= 0; 0: fixed cell).
-            Cell moves carry no volume Jacobian or pressure term: they explore, they do not
-            sample an NPT ensemble.
         sample_every: emit the current structure every this many proposals.
         grow_reference: add each emitted frame's environments to the reference.
-        rebuild_every: rebuild the neighbour tables every this many proposals (and whenever
-            an atom moved more than half the potential's skin).
-        min_distance: smallest allowed interatomic distance, Å (>= 0).
-        h: kernel bandwidth, 1/Å.
-        k: descriptor neighbours.
-        cutoff: descriptor cutoff, Å.
         seed: random seed; equal seeds give identical runs.
 
     Returns:
@@ -667,88 +845,16 @@ def generate_metropolis(
         ValueError: as :func:`generate_gradient`, and for ``temperature_mc <= 0`` or
             ``displacement <= 0``.
     """
-    start = time.perf_counter()
-    config = _config(
-        potential,
-        kT,
-        information,
-        information_weight,
-        saturation,
-        h,
-        k,
-        cutoff,
-        min_distance,
-        sample_every,
-        rebuild_every,
-        grow_reference,
+    objective = GenerationObjective(
+        potential, kT, information, information_weight, saturation, h, k, cutoff
     )
-    temperature_mc = check_positive("temperature_mc", temperature_mc)
-    n_steps = check_count("n_steps", n_steps)
-    displacement = check_positive("displacement (Å)", displacement)
-    cell_displacement = check_positive("cell_displacement", cell_displacement, allow_zero=True)
+    sample_every = check_count("sample_every", sample_every)
+    fns = metropolis(
+        objective, temperature_mc=temperature_mc, displacement=displacement,
+        cell_displacement=cell_displacement, min_distance=min_distance,
+        grow_every=sample_every if grow_reference else None,
+    )  # fmt: skip
     seeds = _check_seeds(seeds, periodic_cell=cell_displacement > 0)
-    walkers = [_Walker(atoms, index, config) for index, atoms in enumerate(seeds)]
-    reference = _plan(seeds, reference, config, n_steps)
-    rng = np.random.default_rng(seed)
-    history, frames, evals = _History(), [], 0
-
-    for walker in walkers:
-        aux, _ = _evaluate(walker, reference, grad=False)
-        evals += 1
-        info, energy, d_min, x = _as_floats(aux)
-        e_seed = energy
-
-        def objective_of(info, energy, e_seed=e_seed):
-            return config.weight * info - (energy - e_seed) / config.kT
-
-        current = objective_of(info, energy)
-        history.add(current, info, energy, d_min, walker.index, evals, True)
-        for step in range(1, n_steps + 1):
-            move = rng.normal(scale=displacement, size=walker.positions.shape)
-            strain = np.zeros((3, 3))
-            if cell_displacement > 0:
-                s = rng.normal(scale=cell_displacement, size=(3, 3))
-                strain = 0.5 * (s + s.T)
-            u = rng.random()
-            deform = np.eye(3) + strain
-            positions = walker.positions @ deform + move
-            cell = walker.cell @ deform
-            accepted = False
-            if walker.min_distance(positions, cell) >= config.min_distance:
-                aux_new, _ = _evaluate(
-                    walker, reference, grad=False, positions=positions, cell=cell
-                )
-                evals += 1
-                new = _as_floats(aux_new)
-                proposed = objective_of(new[0], new[1])
-                if np.log(max(u, 1e-300)) < (proposed - current) / temperature_mc:
-                    accepted = True
-                    walker.positions, walker.cell = positions, cell
-                    info, energy, d_min, x = new
-                    current = proposed
-            history.add(current, info, energy, d_min, walker.index, evals, accepted)
-            emit = step % config.sample_every == 0
-            if emit:
-                reference = _emit(
-                    frames,
-                    walker,
-                    reference,
-                    config,
-                    "metropolis",
-                    step,
-                    current,
-                    info,
-                    energy,
-                    d_min,
-                    evals,
-                    x,
-                )
-            rebuild = step % config.rebuild_every == 0 or walker.needs_rebuild()
-            if rebuild:
-                walker.rebuild()
-            if step < n_steps and (rebuild or (emit and config.grow_reference)):
-                aux, _ = _evaluate(walker, reference, grad=False)
-                evals += 1
-                info, energy, d_min, x = _as_floats(aux)
-                current = objective_of(info, energy)
-    return history.result(frames, evals, config, "metropolis", start)
+    return _drive(fns, "metropolis", objective, seeds, reference, n_steps=n_steps,
+                  sample_every=sample_every, grow_reference=grow_reference,
+                  min_distance=min_distance, seed=seed)  # fmt: skip

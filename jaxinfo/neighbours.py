@@ -408,7 +408,8 @@ class NeighbourList:
 
 
 class NeighbourListFns(typing.NamedTuple):
-    """``allocate(positions, cell, pbc) -> NeighbourList`` (host),
+    """``allocate(positions, cell, pbc, *, like=None) -> NeighbourList`` (host; ``like``: an
+    earlier list whose candidate capacity is kept when it suffices, so shapes do not change),
     ``update(positions, cell, neighbours) -> NeighbourList`` (pure, jit-able) and
     ``stale(positions, cell, neighbours) -> bool`` (pure: the overflow ``update`` would set,
     without recomputing the table)."""
@@ -465,11 +466,13 @@ def neighbour_list(
         capacity = check_k(capacity)
     radius = cutoff + skin
 
-    def allocate(positions, cell, pbc) -> NeighbourList:
+    def allocate(positions, cell, pbc, *, like: NeighbourList | None = None) -> NeighbourList:
         positions, cell_, pbc_ = check_geometry(positions, cell, pbc)
         i, *_ = _pair_list(positions, cell_, pbc_, radius)
         needed = int(np.bincount(i, minlength=positions.shape[0]).max(initial=0))
         slots = capacity or max(k, int(np.ceil(capacity_multiplier * needed)))
+        if capacity is None and like is not None and needed <= like.candidates.k:
+            slots = like.candidates.k  # same shapes as before: compiled steps are reused
         candidates = neighbour_table(positions, cell_, pbc_, slots, radius)
         return NeighbourList(
             table=neighbour_table(positions, cell_, pbc_, k, cutoff),

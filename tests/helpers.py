@@ -8,8 +8,10 @@ that shares none of its implementation.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -327,3 +329,36 @@ def structures(draw, kinds=PERIODIC_KINDS + OPEN_KINDS):
 def tolerance(dtype, float32: float, float64: float) -> float:
     """The tolerance for results of ``dtype``: ``float32`` or ``float64``."""
     return float64 if np.dtype(dtype) == np.float64 else float32
+
+
+# --------------------------------------------------------------------------------------------
+# Compilation counting
+# --------------------------------------------------------------------------------------------
+
+
+class _CompileCounter(logging.Handler):
+    """Collects the names in JAX's "Compiling ..." log records."""
+
+    def __init__(self):
+        super().__init__(level=logging.DEBUG)
+        self.names = []
+
+    def emit(self, record):
+        message = record.getMessage()
+        if message.startswith("Compiling "):
+            self.names.append(message.split(" with ")[0])
+
+
+@contextlib.contextmanager
+def count_compilations():
+    """Yields the list of programs JAX compiles inside the block (``jax.log_compiles``)."""
+    import jax
+
+    counter = _CompileCounter()
+    logger = logging.getLogger("jax")
+    logger.addHandler(counter)
+    try:
+        with jax.log_compiles(True):
+            yield counter.names
+    finally:
+        logger.removeHandler(counter)

@@ -1,15 +1,26 @@
 """Dataset generation by information gradient ascent and by Metropolis on the same objective."""
 
+import functools
+
+import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 from ase import units
 from ase.build import bulk
-from helpers import tolerance
+from helpers import count_compilations, tolerance
 
 import jaxinfo
 from jaxinfo.datasets import load_example
-from jaxinfo.generation import generate_gradient, generate_metropolis
+from jaxinfo.generation import (
+    GenerationObjective,
+    generate_gradient,
+    generate_metropolis,
+    gradient_ascent,
+    metropolis,
+)
+from jaxinfo.objectives import reference_init
 from jaxinfo.potentials import SuttonChen
 
 KT = units.kB * 600.0  # eV
@@ -158,3 +169,136 @@ def test_bad_seeds_and_metropolis_input(seed_frames):
         generate_metropolis(slab, POTENTIAL, kT=KT, cell_displacement=0.01)
     with pytest.raises(ValueError, match="potential"):
         generate_gradient(seed_frames, "lj", kT=KT)
+
+
+# --------------------------------------------------------------------------------------------
+# The pure steps: a user's own loop equals the driver
+# --------------------------------------------------------------------------------------------
+
+
+OBJECTIVE = GenerationObjective(POTENTIAL, KT, weight=3.0, k=SMALL_K, cutoff=SMALL_CUTOFF)
+STEPS = {
+    # Settings large enough that 16 steps cross at least one re-allocation of the lists.
+    "gradient": dict(step_size=0.05, noise=0.05),
+    "metropolis": dict(displacement=0.06, temperature_mc=50.0),
+}
+# The drivers build their steps with these factories (cached per settings), so the tests below
+# share one compilation of each step per precision with the driver runs.
+FNS = {
+    "gradient": gradient_ascent(OBJECTIVE, grow_every=4, **STEPS["gradient"]),
+    "metropolis": metropolis(OBJECTIVE, grow_every=4, **STEPS["metropolis"]),
+}
+DRIVERS = {"gradient": generate_gradient, "metropolis": generate_metropolis}
+
+
+@functools.cache
+def _jitted(fn):
+    return jax.jit(fn)
+
+
+def _start(fns, atoms, key, positions=None):
+    """Lists allocated at the atoms, a reference of their environments, the initial state."""
+    dtype = jnp.zeros(()).dtype
+    x0 = jnp.asarray(jaxinfo.descriptors([atoms], k=SMALL_K, cutoff=SMALL_CUTOFF), dtype)
+    reference = reference_init(x0, 5 * len(atoms), OBJECTIVE.h)
+    lists = fns.allocate(atoms.positions, atoms.cell.array, atoms.pbc)
+    positions = atoms.positions if positions is None else positions
+    cell = jnp.asarray(atoms.cell.array, dtype)
+    return _jitted(fns.init)(jnp.asarray(positions, dtype), cell, lists, reference, key)
+
+
+def _own_loop(fns, atoms, n_steps, key):
+    """A hand-written loop of jitted ``update`` steps with jax-md-style re-allocation."""
+    state = _start(fns, atoms, key)
+    objectives, reallocations = [float(state.objective)], 0
+    while int(state.step) < n_steps:
+        state = _jitted(fns.update)(state)
+        if bool(state.overflow):
+            reallocations += 1
+            lists = fns.allocate(state.positions, state.cell, atoms.pbc, like=state.neighbours)
+            state = state._replace(neighbours=lists, overflow=jnp.asarray(False))
+        else:
+            objectives.append(float(state.objective))
+    return state, np.array(objectives), reallocations
+
+
+def _driver_run(method, atoms):
+    return DRIVERS[method](
+        atoms, POTENTIAL, kT=KT, information_weight=3.0, n_steps=16, sample_every=4,
+        k=SMALL_K, cutoff=SMALL_CUTOFF, seed=2, **STEPS[method],
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("method", ["gradient", "metropolis"])
+def test_own_loop_of_update_steps_equals_the_driver(seed_frames, method, dtype):
+    atoms = seed_frames[0]
+    result = _driver_run(method, atoms)
+    key = jax.random.fold_in(jax.random.key(2), 0)  # the driver's key of walker 0
+    state, objectives, reallocations = _own_loop(FNS[method], atoms, 16, key)
+    assert reallocations >= 1  # the loop crossed at least one re-allocation
+    atol = tolerance(dtype, 2e-3, 1e-8)
+    np.testing.assert_allclose(objectives, result.objective, atol=atol)
+    assert int(state.evaluations) == result.total_energy_evaluations
+    assert int(state.reference.count) == 5 * len(atoms)  # seed + 4 emitted frames
+    final = result.frames[-1]
+    shift = final.get_scaled_positions(wrap=False) - atoms.cell.scaled_positions(
+        np.asarray(state.positions, np.float64)
+    )
+    np.testing.assert_allclose(shift, np.round(shift), atol=tolerance(dtype, 1e-4, 1e-9))
+    # The steps are compiled once per settings: another driver run compiles nothing.
+    with count_compilations() as compiled:
+        _driver_run(method, seed_frames[1])
+    assert not compiled, compiled
+
+
+def test_update_runs_under_scan(seed_frames, dtype):
+    fns = FNS["gradient"]
+    state = _start(fns, seed_frames[0], jax.random.key(1))
+    run = jax.jit(lambda s: jax.lax.scan(lambda c, _: (fns.update(c), None), s, length=3))
+    scanned, _ = run(state)
+    stepped = state
+    for _ in range(3):
+        stepped = _jitted(fns.update)(stepped)
+    assert int(scanned.step) >= 1 and bool(scanned.overflow) == bool(stepped.overflow)
+    atol = tolerance(dtype, 1e-5, 1e-12)
+    np.testing.assert_allclose(scanned.positions, stepped.positions, atol=atol)
+    np.testing.assert_allclose(scanned.objective, stepped.objective, atol=atol)
+
+
+def test_optax_optimisers_can_be_swapped(seed_frames):
+    fns = gradient_ascent(OBJECTIVE, optimizer=optax.adam(0.01))
+    state = _start(fns, seed_frames[0], jax.random.key(0))
+    first = float(state.objective)
+    for _ in range(4):
+        state = _jitted(fns.update)(state)
+    assert not bool(state.overflow)
+    assert float(state.objective) > first + 0.5
+    # Adam's first step moves every coordinate by ~ its learning rate, whatever the gradient.
+    start = _start(fns, seed_frames[0], jax.random.key(0))
+    moved = _jitted(fns.update)(start).positions - start.positions
+    np.testing.assert_allclose(np.abs(moved), 0.01, rtol=0.05)
+
+
+def test_a_stale_list_flags_overflow_and_leaves_the_state(seed_frames):
+    atoms = seed_frames[0]
+    moved = atoms.positions.copy()
+    moved[0] += [0.3, 0.0, 0.0]  # more than half the 0.5 Å skin since allocation
+    for fns in FNS.values():
+        state = _start(fns, atoms, jax.random.key(0), positions=moved)
+        assert bool(state.overflow)
+        state = state._replace(overflow=jnp.asarray(False))
+        after = _jitted(fns.update)(state)
+        assert bool(after.overflow) and int(after.step) == 0
+        np.testing.assert_array_equal(np.asarray(after.positions), np.asarray(state.positions))
+        lists = fns.allocate(moved, atoms.cell.array, atoms.pbc, like=state.neighbours)
+        after = _jitted(fns.update)(state._replace(neighbours=lists))
+        assert not bool(after.overflow) and int(after.step) == 1
+
+
+def test_step_settings_are_checked():
+    with pytest.raises(ValueError, match="max_displacement"):
+        gradient_ascent(OBJECTIVE, max_displacement=0.3)  # > half the 0.5 Å skin
+    with pytest.raises(ValueError, match="grow_every"):
+        metropolis(OBJECTIVE, grow_every=0)
+    with pytest.raises(ValueError, match="kT"):
+        GenerationObjective(POTENTIAL, 0.0)

@@ -1,7 +1,5 @@
 """Blocked log-sum-exp kernel sums: values, padding buckets, weights, gradients, memory, retrace."""
 
-import contextlib
-import logging
 
 import jax
 import jax.numpy as jnp
@@ -15,7 +13,7 @@ from estimator_helpers import (
     dense_log_kernel_sums,
     query_reference_sets,
 )
-from helpers import tolerance
+from helpers import count_compilations, tolerance
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -251,31 +249,6 @@ def test_temporary_memory_is_not_quadratic(which):
     assert temp_large / temp_small < 6.0, (temp_small, temp_large)
 
 
-class _CompileCounter(logging.Handler):
-    """Counts JAX's "Compiling ..." log records (emitted under ``jax.log_compiles``)."""
-
-    def __init__(self):
-        super().__init__(level=logging.DEBUG)
-        self.names = []
-
-    def emit(self, record):
-        message = record.getMessage()
-        if message.startswith("Compiling "):
-            self.names.append(message.split(" with ")[0])
-
-
-@contextlib.contextmanager
-def _count_compilations():
-    counter = _CompileCounter()
-    logger = logging.getLogger("jax")
-    logger.addHandler(counter)
-    try:
-        with jax.log_compiles(True):
-            yield counter.names
-    finally:
-        logger.removeHandler(counter)
-
-
 def test_sizes_in_one_padding_bucket_compile_nothing_new():
     """After N = 1000, the estimators on N = 1010 (same bucket) compile no program at all: not
     the kernel and not a small eager op (validation and padding happen in numpy)."""
@@ -285,7 +258,7 @@ def test_sizes_in_one_padding_bucket_compile_nothing_new():
     jaxinfo.entropy(x[:1000], 0.015)
     jaxinfo.dataset_metrics(x[:1000], 0.015)
     jaxinfo.delta_entropy(x[:3], x[:1000], 0.015)
-    with _count_compilations() as compiled:
+    with count_compilations() as compiled:
         jaxinfo.entropy(x, 0.015)
         jaxinfo.diversity(x, 0.015)
         jaxinfo.dataset_metrics(x[:1005], 0.015)
@@ -299,7 +272,7 @@ def test_sizes_in_one_bucket_compile_nothing_new_on_a_mesh():
     mesh = jaxinfo.data_mesh()
     x = np.random.default_rng(1).normal(scale=0.01, size=(300, 8))
     jaxinfo.entropy(x[:290], 0.015, mesh=mesh)
-    with _count_compilations() as compiled:
+    with count_compilations() as compiled:
         jaxinfo.entropy(x, 0.015, mesh=mesh)
     assert compiled == []
 

@@ -8,7 +8,6 @@ process with four simulated CPU devices and reports each of them (on a machine t
 several devices they also run directly).
 """
 
-import logging
 import os
 import re
 import subprocess
@@ -20,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from estimator_helpers import rattled_cu_descriptors, relative_error
+from helpers import count_compilations
 from jax.sharding import Mesh
 
 import jaxinfo
@@ -163,18 +163,6 @@ def test_sharded_gradients_match_single_device(copper, dtype):
         _assert_sharded_close(sharded[what], single[what], exact[what], dtype, what)
 
 
-class _CompileCounter(logging.Handler):
-    """Counts JAX's "Compiling ..." log records (emitted under jax.log_compiles())."""
-
-    def __init__(self):
-        super().__init__(level=logging.DEBUG)
-        self.count = 0
-
-    def emit(self, record):
-        if record.getMessage().startswith("Compiling"):
-            self.count += 1
-
-
 @multi_device
 def test_repeated_sharded_call_does_not_recompile(copper, dtype):
     """A second sharded entropy call, with the same or another N in the bucket, compiles nothing.
@@ -185,16 +173,10 @@ def test_repeated_sharded_call_does_not_recompile(copper, dtype):
     x = copper[0].astype(dtype)
     mesh = jaxinfo.data_mesh()
     jaxinfo.entropy(x, 0.015, mesh=mesh)
-    counter = _CompileCounter()
-    logger = logging.getLogger("jax")
-    logger.addHandler(counter)
-    try:
-        with jax.log_compiles():
-            jaxinfo.entropy(x, 0.015, mesh=mesh)
-            jaxinfo.entropy(x[:-3], 0.015, mesh=mesh)  # another N in the same bucket
-    finally:
-        logger.removeHandler(counter)
-    assert counter.count == 0, f"{counter.count} programs compiled on a repeated sharded call"
+    with count_compilations() as compiled:
+        jaxinfo.entropy(x, 0.015, mesh=mesh)
+        jaxinfo.entropy(x[:-3], 0.015, mesh=mesh)  # another N in the same bucket
+    assert not compiled, f"{compiled} compiled on a repeated sharded call"
 
 
 # --------------------------------------------------------------------------------------------
