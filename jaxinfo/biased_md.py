@@ -197,16 +197,14 @@ def md_energy(potential, bias: DeltaEntropyBias | None, cell) -> Callable:
     ``overflow`` is True when either list is stale at ``positions``.
     """
     potential = as_potential(potential)
-    pot_stale = None
-    if potential.cutoff is not None:
-        pot_stale = neighbour_list(potential.k, potential.cutoff, skin=potential.skin).stale
+    pot_list_fns = potential.neighbour_list()
 
     def energy_fn(positions, neighbours, reference):
         pot_list, desc_list = neighbours
         overflow = jnp.zeros((), bool)
         table = None
-        if pot_stale is not None:
-            overflow = pot_stale(positions, cell, pot_list)
+        if pot_list_fns is not None:
+            overflow = pot_list_fns.stale(positions, cell, pot_list)
             table = pot_list.candidates
         e_pot = potential.energy(positions, cell, table)
         e_bias = jnp.zeros_like(e_pot)
@@ -417,26 +415,14 @@ def run_md(
     cell_j, masses_j = jnp.asarray(cell, dtype), jnp.asarray(masses, dtype)
     kT = jnp.asarray(units.kB * temperature, dtype)
 
-    capacities = {}  # candidate slots kept from the first allocation: no recompilation
+    list_fns = (potential.neighbour_list(), None if bias is None else descriptor_neighbours(bias))
 
-    def allocate_one(key, k, cutoff, skin, positions):
-        fns = neighbour_list(k, cutoff, skin=skin, capacity=capacities.get(key))
-        neighbours = fns.allocate(positions, cell, pbc)
-        if neighbours.overflow:  # more candidates than before: grow (one recompilation)
-            neighbours = neighbour_list(k, cutoff, skin=skin).allocate(positions, cell, pbc)
-        capacities[key] = neighbours.candidates.k
-        return neighbours
-
-    def allocate(positions):
+    def allocate(positions, like=(None, None)):  # keeps capacities that suffice: no recompile
         positions = np.asarray(positions, dtype=np.float64)
-        pot_list = desc_list = None
-        if potential.cutoff is not None:
-            pot = (potential.k, potential.cutoff, potential.skin)
-            pot_list = allocate_one("potential", *pot, positions)
-        if bias is not None:
-            desc = (bias.k + bias.smooth, bias.cutoff, DESCRIPTOR_SKIN)
-            desc_list = allocate_one("descriptor", *desc, positions)
-        return pot_list, desc_list
+        return tuple(
+            None if fns is None else fns.allocate(positions, cell, pbc, like=old)
+            for fns, old in zip(list_fns, like, strict=True)
+        )
 
     # The visited set: a reference of planned capacity (it cannot overflow).
     n_atoms = positions.shape[0]
@@ -488,7 +474,7 @@ def run_md(
                     raise RuntimeError(
                         "an atom moved more than half the skin in one step: reduce the timestep"
                     )
-                neighbours, fresh = allocate(state.positions), True
+                neighbours, fresh = allocate(state.positions, like=neighbours), True
         if step % record_every == 0 or step == n_steps:
             record(state, step, energies[-1][0], energies[-1][2])
         if bias is not None and step % bias.deposit_every == 0 and step < n_steps:

@@ -29,7 +29,7 @@ that emit a frame every ``sample_every`` steps.
 Collapse guard: no move is taken that brings two atoms (periodic images included) closer than
 ``min_distance`` (default 1.5 Å, suitable for Cu): gradient steps are halved until they
 satisfy it (after 10 halvings the atoms stay put), Metropolis proposals violating it are
-rejected without an energy evaluation. A step never moves an atom by more than half the
+rejected without an energy evaluation. A step never moves an atom by more than 0.45 of the
 neighbour lists' skin (a safety cap; Metropolis proposals beyond it are rejected, which keeps
 the proposal symmetric).
 
@@ -87,6 +87,7 @@ from jaxinfo.neighbours import neighbour_list
 from jaxinfo.objectives import (
     INFORMATION_KINDS,
     Reference,
+    as_reference_rows,
     information,
     reference_add,
     reference_init,
@@ -147,11 +148,6 @@ class GenerationResult:
     min_distance_limit: float
     method: str
     wall_time: float
-
-    @property
-    def delta_entropy(self) -> np.ndarray:
-        """Alias of :attr:`information` (the δH term for ``information="mean"``/``"max"``)."""
-        return self.information
 
     @property
     def min_distance_overall(self) -> float:
@@ -249,18 +245,16 @@ class GenerationObjective:
 
     def neighbour_lists(self):
         """The neighbour-list functions ``(descriptor, potential or None)``."""
-        potential = self.potential
-        pot = None
-        if potential.cutoff is not None:
-            pot = neighbour_list(potential.k, potential.cutoff, skin=potential.skin)
-        return neighbour_list(self.k, self.cutoff, skin=DESCRIPTOR_SKIN), pot
+        descriptor = neighbour_list(self.k, self.cutoff, skin=DESCRIPTOR_SKIN)
+        return descriptor, self.potential.neighbour_list()
 
     def step_limit(self, max_strain: float = 0.0) -> float:
-        """Largest atomic move (Å) that keeps freshly allocated lists valid for one step."""
+        """Largest atomic move (Å) that keeps freshly allocated lists valid for one step (with a
+        10 % margin for rounding)."""
         skins = [(DESCRIPTOR_SKIN, self.cutoff + DESCRIPTOR_SKIN)]
         if self.potential.cutoff is not None:
             skins.append((self.potential.skin, self.potential.table_cutoff))
-        return min(0.5 * (skin - 3.0 * max_strain * radius) for skin, radius in skins)
+        return min(0.45 * (skin - 3.0 * max_strain * radius) for skin, radius in skins)
 
     def allocate(self, positions, cell, pbc, like=None):
         """Neighbour lists ``(descriptor, potential or None)`` on the host (``like``: lists
@@ -454,7 +448,7 @@ def gradient_ascent(
     "strain": cell_step_size·kT·∂objective/∂ε}`` (negated: optax minimises) to ``optimizer``
     (default ``optax.sgd(1.0)``: atom i moves by ``step_size · (F_i + λ kT ∇_i I)``, a steepest
     descent on ``E − λ kT I`` with mobility ``step_size``). Moves are capped at
-    ``max_displacement`` per atom, plus Gaussian ``noise`` (the sum capped at half the lists'
+    ``max_displacement`` per atom, plus Gaussian ``noise`` (the sum capped at 0.45 of the lists'
     skin); the strain is symmetrised and clipped at ``max_strain`` per component, the atoms
     following the cell affinely. Steps that would bring atoms closer than ``min_distance`` are
     halved until they do not.
@@ -477,7 +471,7 @@ def gradient_ascent(
         :class:`GenerationFns`.
 
     Raises:
-        ValueError: step sizes <= 0, negative noise, or ``max_displacement`` beyond half the
+        ValueError: step sizes <= 0, negative noise, or ``max_displacement`` beyond 0.45 of the
             neighbour lists' skin (less the strain's share).
     """
     step_size = check_positive("step_size (Å²/eV)", step_size)
@@ -489,7 +483,7 @@ def gradient_ascent(
     limit = objective.step_limit(max_strain)
     if max_displacement > limit:
         raise ValueError(
-            f"max_displacement ({max_displacement} Å) must be <= {limit:.3g} Å: half the "
+            f"max_displacement ({max_displacement} Å) must be <= {limit:.3g} Å: 0.45 of the "
             "neighbour lists' skin, less the strain's share"
         )
     if grow_every is not None:
@@ -556,7 +550,7 @@ def metropolis(
     Each proposal displaces every atom by a Gaussian of standard deviation ``displacement``
     (Å) and, with ``cell_displacement > 0``, strains the cell by a symmetric Gaussian strain;
     it is accepted with probability ``min(1, exp(Δobjective / temperature_mc))``. Proposals
-    that bring two atoms closer than ``min_distance``, or move an atom by more than half the
+    that bring two atoms closer than ``min_distance``, or move an atom by more than 0.45 of the
     lists' skin, are rejected without an evaluation. With ``temperature_mc = 1`` and weight 0
     this samples the Boltzmann distribution at kT (cell moves carry no volume Jacobian or
     pressure term: they explore, they do not sample an NPT ensemble). When the reference
@@ -639,22 +633,14 @@ _RECORDED = ("objective", "information", "energy", "min_distance", "evaluations"
 
 
 def _initial_reference(seeds, reference, objective: GenerationObjective, n_new_rows, dtype):
-    if reference is None:
-        x0 = dataset_descriptors(seeds, objective.k, objective.cutoff)
-    elif isinstance(reference, Atoms) or (
+    reference = seeds if reference is None else reference
+    if isinstance(reference, Atoms) or (
         isinstance(reference, list | tuple) and reference and isinstance(reference[0], Atoms)
     ):
         x0 = dataset_descriptors(reference, objective.k, objective.cutoff)
     else:
-        x0 = np.asarray(reference, dtype=np.float64)
-        width = 2 * objective.k - 1
-        if x0.ndim != 2 or x0.shape[0] == 0 or x0.shape[1] != width:
-            raise ValueError(
-                f"reference must be a list of ase.Atoms or an (N, {width}) descriptor array "
-                f"(k={objective.k}), got shape {x0.shape}"
-            )
-    x0 = jnp.asarray(x0, dtype)
-    return reference_init(x0, x0.shape[0] + n_new_rows, objective.h)
+        x0 = as_reference_rows(reference, 2 * objective.k - 1)
+    return reference_init(jnp.asarray(x0, dtype), len(x0) + n_new_rows, objective.h)
 
 
 def _drive(fns, method, objective, seeds, reference, *, n_steps, sample_every,

@@ -11,7 +11,8 @@ that plans its fixed-shape neighbour table. Pair terms are switched off smoothly
 
 so energies and forces are continuous. Tables are built with ``cutoff + skin`` and are valid
 while no atom has moved more than ``skin / 2`` since the build; the loops in
-:mod:`jaxinfo.generation` and :mod:`jaxinfo.biased_md` rebuild them on the host.
+:mod:`jaxinfo.generation` and :mod:`jaxinfo.biased_md` take the candidates of
+:meth:`Potential.neighbour_list`, whose ``stale`` flag is checked under jit at every step.
 
 No silent caps: a table row with all ``k`` slots filled may have dropped neighbours, so
 :meth:`Potential.neighbour_table` raises a :class:`ValueError` asking for a larger ``k``.
@@ -57,7 +58,7 @@ import numpy as np
 
 from jaxinfo._validation import check_cutoff, check_geometry, check_k, check_positive
 from jaxinfo.descriptor import neighbour_vectors
-from jaxinfo.neighbours import NeighbourTable, neighbour_table
+from jaxinfo.neighbours import NeighbourTable, neighbour_list, neighbour_table
 
 __all__ = [
     "EnergyFunction",
@@ -162,6 +163,12 @@ class Potential:
             Scalar array, eV.
         """
         raise NotImplementedError
+
+    def neighbour_list(self):
+        """Functions of a :func:`jaxinfo.neighbours.neighbour_list` for this potential (None
+        without a cutoff): its ``candidates`` are a table :meth:`energy` accepts, valid while
+        ``stale`` is False, so loops under ``jax.jit`` need no host rebuild."""
+        return None if self.cutoff is None else neighbour_list(self.k, self.cutoff, skin=self.skin)
 
     @property
     def table_cutoff(self) -> float | None:
