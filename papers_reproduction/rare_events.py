@@ -133,7 +133,7 @@ class Protocol:
     """How the trajectory is made (steps of TIMESTEP unless stated, temperatures T* = kT/ε)."""
 
     repeats: int  # fcc cubic cells per edge (4 n³ atoms)
-    t_melt: float  # melting temperature of the preparation
+    t_melt: float  # T* of the melting stage
     melt_steps: int
     melt_timestep: float  # fs
     steps: int  # recorded run at T_QUENCH
@@ -144,8 +144,14 @@ class Protocol:
 
 
 # Full: homogeneous nucleation (no seed crystal); quick: growth from a crystal slab (CI, < 1 min).
-FULL = Protocol(4, 1.5, 1000, 4.0, 4000, 50, 0, 0.0, 2.0)
-QUICK = Protocol(4, 2.5, 500, 2.0, 500, 10, 0, 0.25, 0.0)
+FULL = Protocol(
+    repeats=4, t_melt=1.5, melt_steps=1000, melt_timestep=4.0, steps=4000, record_every=50,
+    seed=0, slab_fraction=0.0, transient_ps=2.0,
+)  # fmt: skip
+QUICK = Protocol(
+    repeats=4, t_melt=2.5, melt_steps=500, melt_timestep=2.0, steps=500, record_every=10,
+    seed=0, slab_fraction=0.25, transient_ps=0.0,
+)  # fmt: skip
 
 
 def trajectory(protocol: Protocol):
@@ -162,7 +168,8 @@ def trajectory(protocol: Protocol):
     lattice = (4.0 / DENSITY) ** (1.0 / 3.0) * SIGMA
     atoms = bulk("Cu", "fcc", a=lattice, cubic=True).repeat(p.repeats)
     slab = np.nonzero(atoms.get_scaled_positions()[:, 2] < p.slab_fraction)[0]
-    pinned = PinnedLennardJones(pins=tuple((int(i), *map(float, atoms.positions[i])) for i in slab))
+    pins = tuple((int(i), *map(float, atoms.positions[i])) for i in slab)
+    pinned = PinnedLennardJones(pins=pins) if pins else POTENTIAL
     stages = [(pinned, p.melt_steps, p.melt_timestep, p.t_melt, FRICTION_MELT, p.melt_steps)]
     if slab.size:
         stages.append((pinned, COOL_STEPS, TIMESTEP, T_QUENCH, FRICTION_COOL, COOL_STEPS))
