@@ -26,6 +26,7 @@ FIGURES = (
     "uncertainty",
     "extrapolation",
     "thermodynamics",
+    "rare_events",
     "outliers_at_scale",
 )
 

@@ -201,6 +201,28 @@ def test_thermodynamics_entropy_rises_with_temperature(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.float32_only
+def test_rare_events_information_signal_finds_the_crystallisation(tmp_path):
+    report = run_figure("rare_events", tmp_path)
+    window = report["parameters"]["window_frames"]
+    order, entropy = np.array(report["solid_fraction"]), np.array(report["H"])
+    assert all_finite(order) and all_finite(entropy)
+    assert all_finite(report["mean_dH_window"][window:])
+    assert np.all(entropy <= report["log_n_atoms"] + 1e-4)  # H ≤ log N
+    # quick run: a crystal slab grows through the supercooled liquid
+    assert order[0] < 0.5 and order[-1] > 0.9
+    fits = report["fits"]
+    for name in ("H", "mean_dH_window"):  # the crystal is less diverse and less novel
+        fit = fits[name]
+        noise = max(fit["before_std"], fit["after_std"])
+        assert fit["after_mean"] < fit["before_mean"] - 3.0 * noise
+    # the information signal alone dates the event where the order parameter does
+    t_order = report["event_time_order_parameter_ps"]
+    assert abs(report["event_time_H_ps"] - t_order) <= 0.3
+    assert abs(report["event_time_dH_ps"] - t_order) <= 0.3
+
+
+@pytest.mark.slow
+@pytest.mark.float32_only
 def test_outliers_at_scale_defects_are_outliers(tmp_path):
     report = run_figure("outliers_at_scale", tmp_path)
     regions = report["regions"]
