@@ -1,6 +1,5 @@
 """Blocked log-sum-exp kernel sums: values, padding buckets, weights, gradients, memory, retrace."""
 
-
 import jax
 import jax.numpy as jnp
 import numpy as np
