@@ -26,12 +26,12 @@ Energy conservation: with the bias on and no deposits, NVE with the standard des
 whatever the time step (its x2 jumps when neighbour ranks k and k + 1 swap inside the cutoff,
 its sorts put kinks in the energy). ``DeltaEntropyBias(smooth=True)`` uses a C∞ variant
 (:func:`jaxinfo.descriptor.smooth_structure_descriptors`: soft sorts, smooth k-nearest
-memberships), so only the integrator's error ∝ dt² is left. Measured (32 Cu atoms, 600 K,
-300 fs, k = 8, rc = 4 Å; ``experiments/energy_conservation.py``), max drift per atom at 2 fs:
-unbiased 2.5e-5 eV; at 0.1 eV/nat, standard 3.2e-4, smooth 3.2e-5 (1.3x unbiased; 2.7x at
-1 fs). At 1 eV/nat the bias heats the cell to ~1000 K and its curvature exceeds the
-potential's (144 against 43 eV/Å²): smooth 5.6e-4 at 2 fs, 8.7e-5 at 0.5 fs, so take
-dt <= 0.5 fs there for the unbiased run's 2 fs accuracy.
+memberships), so only the integrator's error ∝ dt² is left. Measured (32 Cu atoms, 300 fs NVE
+from 600 K, k = 8, rc = 4 Å; ``experiments/energy_conservation.py``), max drift per atom at
+2 fs: unbiased 2.5e-5 eV; at 0.1 eV/nat, standard 3.2e-4, smooth 2.7e-5 (1.1x unbiased, also
+at 1 and 0.5 fs). At 1 eV/nat the bias heats the cell to ~1200 K: smooth 4.0e-4 (16x, ∝ dt²;
+an unbiased run at ~1100 K drifts 1.5e-4), so use dt <= 0.85 fs there for the unbiased
+2 fs accuracy.
 
 Units: positions Å, velocities Å/fs, time fs, masses amu, energies eV, temperatures K.
 """

@@ -194,7 +194,7 @@ def _path_errors(crystal, bias):
 def test_smooth_descriptor_makes_the_bias_continuous(crystal):
     # The standard descriptor jumps when neighbour ranks k and k + 1 swap inside the cutoff
     # (measured: 0.32 eV of jumps along this path for k = 8, rc = 4 Å); the smooth one is C∞,
-    # so only the trapezoid rule's error is left (measured 0.00085 eV at 401 points).
+    # so only the trapezoid rule's error is left (measured 9e-5 eV at 401 points).
     standard = _path_errors(crystal, BIAS)
     smooth = _path_errors(crystal, dataclasses.replace(BIAS, smooth=True))
     assert standard > 0.1
@@ -213,9 +213,9 @@ def _nve_drift(crystal, bias):
 def test_nve_with_the_smooth_bias_and_no_deposits_conserves_energy_as_unbiased(crystal):
     # The bias energy of the starting frame only (no deposits after step 0). Measured over
     # 150 steps at 2 fs (experiments/energy_conservation.py), eV/atom: unbiased 2.5e-5;
-    # strength 0.1 eV/nat: standard 3.2e-4 (energy jumps when ranks k and k + 1 swap: the same
-    # at 0.5 fs), smooth 3.2e-5 (1.3x unbiased; 1.65e-5 = 2.7x at 1 fs). At 1 eV/nat the bias
-    # heats the cell to ~1100 K and is stiff: smooth 5.6e-4 at 2 fs, 8.7e-5 at 0.5 fs (∝ dt²).
+    # strength 0.1 eV/nat: standard 3.2e-4 (energy jumps when ranks k and k + 1 swap: 2.2e-4
+    # at 0.5 fs), smooth 2.7e-5 (1.1x unbiased, and 1.1x at 1 and 0.5 fs: ∝ dt²). At 1 eV/nat
+    # the bias heats the cell to ~1200 K: smooth 4.0e-4 (16x, ∝ dt²), standard 1.9e-3.
     unbiased, _ = _nve_drift(crystal, None)
     bias = DeltaEntropyBias(strength=0.1, deposit_every=1000, k=8, cutoff=4.0, smooth=True)
     biased, result = _nve_drift(crystal, bias)
