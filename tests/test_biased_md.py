@@ -111,6 +111,9 @@ def test_md_bad_input(crystal, kwargs, match):
         lambda: DeltaEntropyBias(1.0, deposit_every=0),
         lambda: DeltaEntropyBias(1.0, saturation=-1.0),
         lambda: DeltaEntropyBias(1.0, h=[0.01, 0.02]),
+        lambda: DeltaEntropyBias(1.0, smooth=True, softness=0.0),
+        lambda: DeltaEntropyBias(1.0, smooth=True, switch_width=-0.1),
+        lambda: DeltaEntropyBias(1.0, cutoff=4.0, smooth=True, switch_width=2.0),
     ],
 )
 def test_bad_bias_settings(make):
