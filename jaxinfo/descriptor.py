@@ -34,7 +34,9 @@ __all__ = [
     "environment_descriptor",
     "environment_descriptors",
     "neighbour_vectors",
+    "smooth_step",
     "smooth_structure_descriptors",
+    "soft_sort_descending",
     "sort_descending",
     "structure_descriptors",
 ]
@@ -258,43 +260,178 @@ def structure_descriptors(
     return environment_descriptors(vectors, jnp.asarray(table.mask), cutoff, chunk_size=chunk_size)
 
 
+#: Default temperature of the soft sort of the smooth descriptor, 1/Å.
+DEFAULT_SOFTNESS = 0.03
+#: Default width of the membership and cutoff switches of the smooth descriptor, Å.
+DEFAULT_SWITCH_WIDTH = 0.6
+#: Bisection steps for the membership radius: the bracket (width wide) shrinks by 2^-30, and
+#: the final Newton step squares the remaining relative error.
+_BISECTION_STEPS = 30
+
+
+def smooth_step(t):
+    """C∞ step: 0 for t <= 0, 1 for t >= 1, ``S(t) + S(1 - t) = 1`` (finite gradients)."""
+    t = jnp.clip(t, 1e-3, 1.0 - 1e-3)  # S is 0 or 1 to machine precision beyond
+    return jax.nn.sigmoid(1.0 / (1.0 - t) - 1.0 / t)
+
+
+def soft_sort_descending(values, softness: float, n_out: int | None = None):
+    """Smooth, permutation-invariant relaxation of the descending sort (NeuralSort).
+
+    Output slot p is a softmax-weighted average of the values,
+    ``P[p, j] ∝ exp(((n - 1 - 2p) a_j - Σ_l |a_j - a_l|_ε) / τ)``, with the smooth absolute
+    value ``|u|_ε = u tanh(u / ε)``, ε = τ/4 (exact at ties and for |u| >> ε, so clusters of
+    tied values are not penalised). The score margin of the right value in each slot is its
+    gap to the next value: values further apart than a few τ come out sorted to within
+    ``exp(-gap / τ)``; tied values come out equal. C∞ in the values.
+
+    Args:
+        values: (..., n) array.
+        softness: τ, in the units of the values (> 0).
+        n_out: leading slots to return (default n).
+
+    Returns:
+        (..., n_out) array, largest first.
+    """
+    n = values.shape[-1]
+    n_out = n if n_out is None else n_out
+    difference = values[..., :, None] - values[..., None, :]
+    spread = jnp.sum(difference * jnp.tanh(difference * (4.0 / softness)), axis=-1)
+    slope = jnp.asarray(n - 1 - 2 * np.arange(n_out), values.dtype)
+    scores = (slope[:, None] * values[..., None, :] - spread[..., None, :]) / softness
+    weights = jax.nn.softmax(scores, axis=-1)  # (..., n_out, n)
+    # A product and a sum, not einsum: XLA:CPU differentiates many tiny matvecs ~4x slower.
+    return jnp.sum(weights * values[..., None, :], axis=-1)
+
+
+def _membership_radius(distance, mask, k, cutoff, width):
+    """Per-atom radius ρ_i with ``Σ_j m_ij = k`` (see :func:`smooth_structure_descriptors`).
+
+    Args:
+        distance: (n, K) Å; mask: (n, K).
+
+    Returns:
+        (n,) Å; gradient by the implicit function theorem (zero where the count is flat).
+    """
+
+    def count(radius, distance):
+        member = smooth_step(0.5 + (radius[:, None] - distance) / width)
+        # A wall of k members just beyond rc: atoms with fewer than k neighbours keep them all.
+        wall = smooth_step(0.5 + (radius - cutoff - width) / width)
+        return jnp.sum(jnp.where(mask, member, 0.0), axis=1) + k * wall
+
+    fixed = jax.lax.stop_gradient(distance)
+    # ρ lies within width / 2 of c = min(r_(k), rc + width): count(c - width/2) <= k - 1
+    # (nothing from r_(k) on counts yet), count(c + width/2) >= k (the k nearest, or the wall).
+    kth = -jax.lax.top_k(-jnp.where(mask, fixed, jnp.inf), k)[0][:, -1]
+    centre = jnp.minimum(kth, cutoff + width)
+    low, high = centre - 0.5 * width, centre + 0.5 * width
+    for _ in range(_BISECTION_STEPS):
+        middle = 0.5 * (low + high)
+        below = count(middle, fixed) < k
+        low, high = jnp.where(below, middle, low), jnp.where(below, high, middle)
+    radius = jax.lax.stop_gradient(high)
+    slope = jax.grad(lambda r: jnp.sum(count(r, fixed)))(radius)
+    slope = jax.lax.stop_gradient(jnp.maximum(slope, 1e-6 / width))
+    # One Newton step: the value stays (residual ~ 0), the gradient is -∂count/∂r / ∂count/∂ρ.
+    return radius - (count(radius, distance) - k) / slope
+
+
+def _smooth_environment_descriptors(vectors, mask, cutoff, k, softness, width):
+    """(B, K, 3) neighbour vectors, (B, K) mask -> (B, 2k - 1) smooth descriptors."""
+    distance = _safe_norm(vectors, mask, axis=-1)
+    far = jnp.where(mask, distance, 2.0 * cutoff)
+    radius = _membership_radius(far, mask, k, cutoff, width)
+    member = jnp.where(mask, smooth_step(0.5 + (radius[:, None] - far) / width), 0.0)
+    # sqrt of the weight: (1 - (r/rc)^2), switched off C∞ between rc - width and rc.
+    switch = smooth_step((cutoff - far) / width)
+    root_weight = jnp.where(mask, (1.0 - (far / cutoff) ** 2) * switch, 0.0)
+    x1 = soft_sort_descending(root_weight**2 / distance, softness, k)
+
+    n_slots = vectors.shape[1]
+    not_self = ~np.eye(n_slots, dtype=bool)
+    pair_mask = mask[:, :, None] & mask[:, None, :] & not_self
+    pair_distance = _safe_norm(vectors[:, :, None] - vectors[:, None, :], pair_mask, axis=-1)
+    pair_term = jnp.where(
+        pair_mask, root_weight[:, :, None] * root_weight[:, None, :] / pair_distance, 0.0
+    )
+    rows = soft_sort_descending(pair_term * member[:, None, :], softness, k - 1)
+    x2 = jnp.einsum("bj,bjp->bp", member, rows) / k
+    return jnp.concatenate([x1, x2], axis=1)
+
+
 def smooth_structure_descriptors(
     positions: jax.Array,
     cell: jax.Array,
     table: NeighbourTable,
     cutoff: float = DEFAULT_CUTOFF,
     *,
-    chunk_size: int = 1024,
+    k: int | None = None,
+    softness: float = DEFAULT_SOFTNESS,
+    switch_width: float = DEFAULT_SWITCH_WIDTH,
+    chunk_size: int = 64,
 ):
-    """A continuous variant of the descriptor, for forces (biased MD, generation).
+    """A smooth (C∞ in positions and cell) variant of the descriptor, for forces.
 
-    The k-nearest truncation makes the standard descriptor jump when the k-th and (k+1)-th
-    neighbours swap ranks inside the cutoff (x2 then mixes pair distances of a different
-    neighbour). Here atom i uses its own cutoff ``rho_i = min(rc, r_(k+1))``, the distance of
-    its (k+1)-th nearest neighbour, so a neighbour crossing rank k has zero weight at the
-    crossing: the descriptor is continuous in the positions (its gradient jumps only where
-    ``rho_i`` switches between two neighbours). Equals the standard descriptor whenever the
-    (k+1)-th neighbour lies beyond ``rc``; in dense environments the outer neighbours weigh
-    less. Computed as ``(rc / rho_i) · D(rc / rho_i · vectors)``, since w and 1/r scale.
+    The standard descriptor is continuous in x1 but not smooth: its sorts make the gradient
+    jump wherever two entries swap ranks, and x2 jumps when neighbour ranks k and k + 1 swap
+    inside the cutoff (the pair terms of a different neighbour enter). In MD (biased MD,
+    generation) value jumps are energy errors independent of dt and gradient jumps errors
+    ∝ dt per crossing. Here, over all neighbours in the table:
+
+    * sorts: :func:`soft_sort_descending` with temperature ``softness``; x1 is the top k of
+      the soft-sorted ``w(r)/r`` of all neighbours (the k nearest when separated);
+    * k nearest: neighbour j is a member with ``m_j = S(1/2 + (ρ_i - r_ij) / width)`` (S a C∞
+      step), where ρ_i solves ``Σ_j m_j = k``; row j of the pair terms ``m_l S_jl`` is
+      soft-sorted over l and x2 is ``Σ_j m_j row_j / k``. Members are the k nearest when
+      ``r_(k+1) - r_(k) >= width``; a shell straddling rank k + 1 shares the k memberships;
+    * cutoff: ``sqrt(w) = 1 - (r/rc)²`` is switched off C∞ between rc - width and rc.
+
+    Equals the standard descriptor up to ``exp(-gap / softness)`` (gap: the smallest spacing
+    of sorted entries) when ``r_(k+1) - r_(k) >= width`` and the k nearest lie within
+    rc - width; tends to it as ``softness, switch_width -> 0``. Pure JAX, jit-able, finite
+    gradients at ties and on padded slots. Costs O(K² k) per atom for a table of K slots
+    (the soft sort of the pair-term rows) against O(k² log² k) for the standard descriptor.
 
     Args:
         positions: (n_atoms, 3) Cartesian positions, Å.
         cell: (3, 3) lattice vectors as rows, Å.
-        table: a table of **k + 1** slots sorted by distance at these positions, e.g.
-            ``neighbour_list(k + 1, rc).update(...).table``.
+        table: a table of K >= k + 1 slots, any order, holding every neighbour closer than
+            ``r_(k+1) + width`` (the ones further out do not matter when their w(r)/r is
+            well below the k-th): e.g. ``neighbour_list(2 * k, rc).update(...).table``.
         cutoff: rc in Å.
-        chunk_size: atoms processed at once.
+        k: descriptor neighbours (default ``table.k - 1``).
+        softness: soft-sort temperature τ, 1/Å (> 0; the entries are ~0.01-1 1/Å).
+        switch_width: width of the membership and cutoff switches, Å (0 < width < rc / 2).
+        chunk_size: atoms processed at once (memory O(chunk_size · K² k), recomputed in the
+            backward pass).
 
     Returns:
         (n_atoms, 2k - 1) descriptors, 1/Å.
     """
+    k = table.k - 1 if k is None else int(k)
+    if not 1 <= k < table.k:
+        raise ValueError(f"the table needs at least k + 1 = {k + 1} slots, got {table.k}")
+    cutoff, softness, width = float(cutoff), float(softness), float(switch_width)
+    if not (softness > 0 and 0 < width < cutoff / 2):
+        raise ValueError(
+            f"need softness > 0 and 0 < switch_width < cutoff / 2, got {softness}, {width}"
+        )
     vectors = neighbour_vectors(positions, cell, table)
     mask = jnp.asarray(table.mask)
-    last = jnp.where(mask[:, -1], jnp.sum(vectors[:, -1] ** 2, axis=-1), cutoff * cutoff)
-    scale = cutoff / jnp.minimum(cutoff, jnp.sqrt(last))  # rc / rho_i >= 1
-    scaled = vectors[:, :-1] * scale[:, None, None]
-    x = environment_descriptors(scaled, mask[:, :-1], cutoff, chunk_size=chunk_size)
-    return x * scale[:, None]
+    n_env = vectors.shape[0]
+    chunk = max(1, min(int(chunk_size), n_env))
+    n_chunks = -(-n_env // chunk)
+    padding = n_chunks * chunk - n_env
+    vectors = jnp.pad(vectors, [(0, padding), (0, 0), (0, 0)]).reshape(n_chunks, chunk, -1, 3)
+    mask = jnp.pad(mask, [(0, padding), (0, 0)]).reshape(n_chunks, chunk, -1)
+
+    @jax.checkpoint
+    def one_chunk(args):
+        return _smooth_environment_descriptors(*args, cutoff, k, softness, width)
+
+    x = jax.lax.map(one_chunk, (vectors, mask))
+    return x.reshape(n_chunks * chunk, -1)[:n_env]
 
 
 def environment_descriptors(

@@ -371,3 +371,131 @@ def test_non_float_dtype_raises(dtype):
     """dtype must be a real floating type."""
     with pytest.raises(ValueError, match="dtype"):
         jaxinfo.descriptors(_water(), dtype=dtype)
+
+
+# The smooth variant (forces for biased MD): C∞ across rank swaps, the standard one in the limit.
+SWAP_K, SWAP_CUTOFF = 3, 5.0
+_SWAP_BASE = np.array([[0, 0, 0], [2.0, 0, 0], [0, 2.6, 0], [0, 0, 3.0], [9, 9, 9]], float)
+_SWAP_DIRECTION = np.array([-0.6, -0.5, 0.62]) / np.linalg.norm([-0.6, -0.5, 0.62])
+#: Along the path, atom 4 leaves atom 0 at 2.2 + t Å: it passes the neighbour at 2.6 Å (ranks
+#: 2 and 3 swap) at t = 0.4 and the one at 3.0 Å (ranks k = 3 and 4 swap) at t = 0.8.
+SWAP_TIMES = (0.4, 0.8)
+
+
+def _along_the_swap_path(smooth):
+    """jit ``t -> (descriptors, d descriptors / dt)`` along the path, table updated by top-k."""
+    from jaxinfo.descriptor import smooth_structure_descriptors, structure_descriptors
+    from jaxinfo.neighbours import neighbour_list
+
+    cell, pbc = np.zeros((3, 3)), [False] * 3
+    fns = neighbour_list(2 * SWAP_K if smooth else SWAP_K, SWAP_CUTOFF, skin=2.0)
+    start = _SWAP_BASE.copy()
+    start[4] = _SWAP_DIRECTION * 2.7
+    neighbours = fns.allocate(start, cell, pbc)  # skin 2 Å: valid along the whole path
+
+    def describe(t):
+        positions = jnp.asarray(_SWAP_BASE, t.dtype).at[4].set(_SWAP_DIRECTION * (2.2 + t))
+        table = fns.update(positions, cell, neighbours).table
+        if smooth:
+            return smooth_structure_descriptors(positions, cell, table, SWAP_CUTOFF, k=SWAP_K)
+        return structure_descriptors(positions, cell, table, SWAP_CUTOFF)
+
+    return jax.jit(lambda t: (describe(t), jax.jacrev(describe)(t)))
+
+
+def _jumps(along, t, eps):
+    """Largest change of the value and of its t-derivative from t - eps to t + eps."""
+    (before, slope_before), (after, slope_after) = along(t - eps), along(t + eps)
+    return float(jnp.max(jnp.abs(after - before))), float(
+        jnp.max(jnp.abs(slope_after - slope_before))
+    )
+
+
+def test_smooth_descriptor_is_continuously_differentiable_across_rank_swaps(dtype):
+    # Standard: a kink where two x1 entries swap (slope jump 0.20 1/Å per Å, measured) and a
+    # value jump where ranks k and k + 1 swap (0.024 1/Å: x2 takes another neighbour's pairs).
+    standard = _along_the_swap_path(smooth=False)
+    t_sort, t_rank = (jnp.asarray(t, dtype) for t in SWAP_TIMES)
+    assert _jumps(standard, t_sort, 1e-3)[1] > 0.1
+    assert _jumps(standard, t_rank, 1e-4)[0] > 0.01
+    # Smooth: value and slope both change ∝ eps across each swap (measured 4.3 eps at most),
+    # and central finite differences at the swap match the gradient.
+    smooth = _along_the_swap_path(smooth=True)
+    for t in (t_sort, t_rank):
+        wide, narrow = _jumps(smooth, t, 1e-3), _jumps(smooth, t, 1e-4)
+        assert wide[0] < 1e-3 and wide[1] < 0.05
+        assert narrow[0] < 0.2 * wide[0] and narrow[1] < 0.2 * wide[1]
+        # Error ∝ eps² (measured 4e-10 at eps = 1e-5 in float64, 4e-5 at 3e-3 in float32).
+        eps = tolerance(dtype, float32=3e-3, float64=1e-5)
+        (before, _), (_, slope), (after, _) = smooth(t - eps), smooth(t), smooth(t + eps)
+        finite_difference = (after - before) / (2 * eps)
+        atol = tolerance(dtype, float32=3e-3, float64=1e-6)
+        np.testing.assert_allclose(finite_difference, slope, atol=atol)
+
+
+def _closed_shell_crystal():
+    """fcc Cu with k = 12, rc = 3 Å: the 12 nearest (2.55 Å) all inside, the next beyond rc."""
+    atoms = bulk("Cu", "fcc", a=3.61, cubic=True)
+    return atoms, 12, 3.0
+
+
+def _molecule_environments():
+    """A molecule with fewer atoms than k, all within rc - 3 width of each other."""
+    return molecule("CH3CH2OH"), 12, 5.0
+
+
+@pytest.mark.parametrize("case", [_closed_shell_crystal, _molecule_environments])
+def test_smooth_descriptor_tends_to_the_standard_one(case, dtype):
+    from jaxinfo.descriptor import smooth_structure_descriptors
+
+    atoms, k, cutoff = case()
+    pbc = atoms.pbc
+    cell = atoms.cell.array if pbc.any() else np.zeros((3, 3))
+    standard = jaxinfo.descriptors(atoms, k=k, cutoff=cutoff)
+    table = neighbour_table(atoms.positions, cell, pbc, 2 * k, cutoff)
+    positions = jnp.asarray(atoms.positions, dtype)
+
+    def smooth(softness, switch_width):
+        x = smooth_structure_descriptors(
+            positions, jnp.asarray(cell, dtype), table, cutoff, k=k, softness=softness,
+            switch_width=switch_width,
+        )  # fmt: skip
+        assert x.dtype == dtype and x.shape == standard.shape
+        return np.max(np.abs(np.asarray(x, np.float64) - standard))
+
+    # Memberships are exact here (the (k+1)-th neighbour is beyond rc, or there is none); the
+    # soft sort mixes entries closer than ~softness, and the cutoff switch damps r > rc - width.
+    coarse, fine = smooth(0.01, 0.3), smooth(1e-5, 0.01)
+    assert fine < tolerance(dtype, float32=2e-5, float64=1e-6)
+    assert fine < 0.01 * coarse or coarse < 1e-6
+
+
+def test_smooth_descriptor_gradients_are_finite_at_ties_and_padding(dtype):
+    from jaxinfo.descriptor import smooth_structure_descriptors
+
+    # A perfect crystal (every distance tied many times over) with k = 8 inside its 12-atom
+    # shell, and an 24-slot table for atoms with 18 neighbours (6 padded slots each).
+    atoms = bulk("Cu", "fcc", a=3.61, cubic=True)
+    table = neighbour_table(atoms.positions, atoms.cell.array, atoms.pbc, 24, 4.0)
+    positions = jnp.asarray(atoms.positions, dtype)
+    cell = jnp.asarray(atoms.cell.array, dtype)
+
+    def energy(positions):
+        return jnp.sum(smooth_structure_descriptors(positions, cell, table, 4.0, k=8) ** 2)
+
+    gradient = jax.grad(energy)(positions)
+    assert np.all(np.isfinite(np.asarray(gradient)))
+    # The shell straddling rank k + 1 shares the k memberships: 8/12 each, all atoms alike.
+    x = smooth_structure_descriptors(positions, cell, table, 4.0, k=8)
+    np.testing.assert_allclose(x, jnp.broadcast_to(x[0], x.shape), atol=1e-6)
+    assert float(jnp.max(jnp.abs(gradient))) < 1e-5
+
+
+def test_soft_sort_is_a_permutation_invariant_sort_in_the_limit(dtype):
+    from jaxinfo.descriptor import soft_sort_descending
+
+    values = jnp.asarray([0.3, 0.1, 0.0, 0.2, 0.0, 0.2], dtype)
+    result = soft_sort_descending(values, 1e-3)
+    np.testing.assert_allclose(result, [0.3, 0.2, 0.2, 0.1, 0.0, 0.0], atol=1e-6)
+    shuffled = soft_sort_descending(values[::-1], 1e-3, n_out=4)
+    np.testing.assert_allclose(shuffled, result[:4], atol=1e-6)
