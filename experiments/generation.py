@@ -47,7 +47,7 @@ from ase import units
 import jaxinfo
 from jaxinfo.biased_md import run_md
 from jaxinfo.datasets import load_example
-from jaxinfo.generation import generate_gradient, generate_metropolis
+from jaxinfo.generation import GenerationObjective, generate, gradient_ascent, metropolis
 from jaxinfo.potentials import SuttonChen, energy_and_forces
 
 SEED_FRAMES = (0, 4, 8)
@@ -103,19 +103,16 @@ def run_methods(args, seeds, potential):
     )
     print(f"md: {len(frames)} frames, {spent} evaluations", flush=True)
 
-    common = dict(
-        kT=kT, sample_every=args.sample_every, min_distance=MIN_DISTANCE, h=H,
-        saturation=SATURATION,
-    )  # fmt: skip
+    every = args.sample_every
+    common = dict(min_distance=MIN_DISTANCE, grow_every=every)
     for weight in args.weights:
+        objective = GenerationObjective(potential, kT, weight=weight, saturation=SATURATION, h=H)
         # Metropolis re-evaluates the current state after each emission (the reference grew):
         # one extra evaluation per emitted frame, taken out of its proposals.
         n_mc = per_seed * args.sample_every // (args.sample_every + 1)
         n_mc = n_mc // args.sample_every * args.sample_every
-        mc = generate_metropolis(
-            seeds, potential, information_weight=weight, n_steps=n_mc,
-            displacement=MC_DISPLACEMENT, seed=0, **common,
-        )  # fmt: skip
+        steps = metropolis(objective, displacement=MC_DISPLACEMENT, **common)
+        mc = generate(seeds, steps, n_steps=n_mc, sample_every=every, seed=0)
         runs[f"metropolis[{weight:g}]"] = (
             mc.frames,
             mc.frame_energy_evaluations.tolist(),
@@ -131,11 +128,11 @@ def run_methods(args, seeds, potential):
             ("gradient", GRAD_STEP, 0.0),
             ("gradient+noise", NOISY_STEP, float(np.sqrt(2.0 * NOISY_STEP * kT))),
         ):
-            grad = generate_gradient(
-                seeds, potential, information_weight=weight, n_steps=per_seed - 1,
-                step_size=step_size, max_displacement=GRAD_MAX_DISPLACEMENT, noise=noise,
-                seed=0, **common,
+            steps = gradient_ascent(
+                objective, step_size=step_size, max_displacement=GRAD_MAX_DISPLACEMENT,
+                noise=noise, **common,
             )  # fmt: skip
+            grad = generate(seeds, steps, n_steps=per_seed - 1, sample_every=every, seed=0)
             runs[f"{name}[{weight:g}]"] = (
                 grad.frames,
                 grad.frame_energy_evaluations.tolist(),

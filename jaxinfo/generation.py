@@ -23,8 +23,8 @@ was already generated) and the optimiser state. When atoms have moved more than 
 since allocation, ``update`` leaves the state unchanged with ``overflow`` set: call ``allocate``
 again on the host and go on, as jax-md's neighbour lists require.
 
-:func:`generate_gradient` and :func:`generate_metropolis` are thin host loops over these steps
-that emit a frame every ``sample_every`` steps.
+:func:`generate` is a thin host loop over these steps that emits a frame every
+``sample_every`` steps.
 
 Collapse guard: no move is taken that brings two atoms (periodic images included) closer than
 ``min_distance`` (default 1.5 Å, suitable for Cu): gradient steps are halved until they
@@ -100,8 +100,7 @@ __all__ = [
     "GenerationObjective",
     "GenerationResult",
     "GenerationState",
-    "generate_gradient",
-    "generate_metropolis",
+    "generate",
     "gradient_ascent",
     "metropolis",
 ]
@@ -165,7 +164,7 @@ class GenerationResult:
         return np.array([f.info["energy_evaluations"] for f in self.frames], dtype=np.int64)
 
 
-def _check_seeds(seeds, *, periodic_cell: bool) -> list:
+def _check_seeds(seeds) -> list:
     if isinstance(seeds, Atoms):
         seeds = [seeds]
     try:
@@ -179,10 +178,6 @@ def _check_seeds(seeds, *, periodic_cell: bool) -> list:
             raise ValueError(f"seed {index} is a {type(atoms).__name__}, expected ase.Atoms")
         if len(atoms) == 0:
             raise ValueError(f"seed {index} has no atoms")
-        if periodic_cell and not np.all(atoms.pbc):
-            raise ValueError(
-                f"seed {index}: cell moves need a structure periodic along all three axes"
-            )
     return seeds
 
 
@@ -232,7 +227,7 @@ class GenerationObjective:
         for name, value in (
             ("potential", as_potential(self.potential)),
             ("kT", check_positive("kT (eV)", self.kT)),
-            ("weight", check_positive("information_weight", self.weight, allow_zero=True)),
+            ("weight", check_positive("weight", self.weight, allow_zero=True)),
             (
                 "saturation",
                 None if saturation is None else check_positive("saturation", saturation),
@@ -341,13 +336,35 @@ class GenerationState(NamedTuple):
 
 
 class GenerationFns(NamedTuple):
-    """``allocate(positions, cell, pbc, like=None)`` (host: the neighbour lists),
-    ``init(positions, cell, neighbours, reference, key=None) -> GenerationState`` and
-    ``update(state) -> GenerationState`` (both pure, jit-able)."""
+    """The steps of one method, in the manner of jax-md's ``simulate`` and optax.
+
+    Attributes:
+        allocate: ``allocate(positions, cell, pbc, like=None)`` (host): the neighbour lists
+            ``(descriptor, potential or None)``; ``like``: lists whose capacities are kept.
+        init: ``init(positions, cell, neighbours, reference, key=None) -> GenerationState``.
+        update: ``update(state) -> GenerationState``; ``init`` and ``update`` are pure.
+        objective: the :class:`GenerationObjective`.
+        method: ``"gradient"`` or ``"metropolis"``.
+        min_distance: the enforced shortest interatomic distance, Å.
+        grow_every: steps between additions to the reference (None: fixed reference).
+    """
 
     allocate: Callable
     init: Callable
     update: Callable
+    objective: GenerationObjective
+    method: str
+    min_distance: float
+    grow_every: int | None
+
+
+def _allocator(objective: GenerationObjective, cell_moves: bool):
+    def allocate(positions, cell, pbc, like=None):
+        if cell_moves and not np.all(pbc):
+            raise ValueError("cell moves need a structure periodic along all three axes")
+        return objective.allocate(positions, cell, pbc, like=like)
+
+    return allocate
 
 
 def _deformed(positions, cell, move, strain):
@@ -532,7 +549,8 @@ def gradient_ascent(
         )  # fmt: skip
         return _unless_overflow(state, _grown(new, grow_every, objective.h), evaluation.overflow)
 
-    return GenerationFns(objective.allocate, init, update)
+    allocate = _allocator(objective, cell_step_size > 0)
+    return GenerationFns(allocate, init, update, objective, "gradient", min_distance, grow_every)
 
 
 @functools.lru_cache(maxsize=32)
@@ -622,7 +640,8 @@ def metropolis(
         new = _grown(new, grow_every, objective.h)
         return _unless_overflow(state, new, allowed & evaluation.overflow)
 
-    return GenerationFns(objective.allocate, init, update)
+    allocate = _allocator(objective, cell_displacement > 0)
+    return GenerationFns(allocate, init, update, objective, "metropolis", min_distance, grow_every)
 
 
 # ------------------------------------------------------------------------------------------
@@ -643,18 +662,76 @@ def _initial_reference(seeds, reference, objective: GenerationObjective, n_new_r
     return reference_init(jnp.asarray(x0, dtype), len(x0) + n_new_rows, objective.h)
 
 
-def _drive(fns, method, objective, seeds, reference, *, n_steps, sample_every,
-           grow_reference, min_distance, seed):  # fmt: skip
-    """Runs every seed for n_steps updates in turn, emitting a frame every sample_every."""
+def _frame(atoms, state, method, walker, spent, objective) -> Atoms:
+    frame = Atoms(numbers=atoms.numbers, positions=np.asarray(state.positions, np.float64),
+                  cell=np.asarray(state.cell, np.float64), pbc=atoms.pbc)  # fmt: skip
+    if frame.pbc.any():
+        frame.wrap()
+    frame.info.update(
+        method=method, walker=walker, step=int(state.step), objective=float(state.objective),
+        information=float(state.information), energy=float(state.energy),
+        min_distance=float(state.min_distance),
+        energy_evaluations=spent + int(state.evaluations),
+        potential=type(objective.potential).__name__,
+    )  # fmt: skip
+    return frame
+
+
+def generate(
+    seeds, steps: GenerationFns, *, n_steps: int, sample_every: int = 10, reference=None,
+    seed: int = 0,
+) -> GenerationResult:  # fmt: skip
+    """Runs ``steps`` (from :func:`gradient_ascent` or :func:`metropolis`) on each seed in turn
+    for ``n_steps`` steps, emitting the current structure every ``sample_every`` steps: a thin
+    host loop over the jitted ``update`` that re-allocates the lists when they overflow.
+
+    Args:
+        seeds: an ``ase.Atoms`` or a non-empty list of them (starting structures).
+        steps: the :class:`GenerationFns` of a method; its ``grow_every`` (e.g. equal to
+            ``sample_every``) makes the reference grow as frames are generated.
+        n_steps: steps per seed (>= 1).
+        sample_every: emit a frame every this many steps (>= 1).
+        reference: descriptors ((N, 2k − 1) array) or structures to measure novelty against;
+            default: the seeds. The reference continues from one seed to the next.
+        seed: random seed (noise and proposals); equal seeds give identical runs.
+
+    Returns:
+        A :class:`GenerationResult` with ``n_steps // sample_every`` frames per seed.
+
+    Raises:
+        ValueError: empty or malformed seeds, a seed already closer than the steps'
+            ``min_distance``, cell moves on a non-periodic seed, a reference of the wrong width.
+
+    Example:
+        >>> from ase import units
+        >>> from ase.build import bulk
+        >>> from jaxinfo.generation import GenerationObjective, generate, gradient_ascent
+        >>> from jaxinfo.potentials import SuttonChen
+        >>> seed = bulk("Cu", "fcc", a=3.61, cubic=True).repeat(2)
+        >>> seed.rattle(0.05, seed=0)
+        >>> objective = GenerationObjective(SuttonChen(), kT=units.kB * 600, weight=3.0)
+        >>> steps = gradient_ascent(objective, step_size=0.05, grow_every=2)
+        >>> result = generate(seed, steps, n_steps=4, sample_every=2)
+        >>> len(result.frames), result.total_energy_evaluations
+        (2, 5)
+    """
     start = time.perf_counter()
+    if not isinstance(steps, GenerationFns):
+        raise ValueError(f"steps must come from gradient_ascent or metropolis, got {steps!r}")
+    seeds = _check_seeds(seeds)
     n_steps = check_count("n_steps", n_steps)
+    sample_every = check_count("sample_every", sample_every)
+    objective, min_distance = steps.objective, steps.min_distance
     dtype = jnp.zeros(()).dtype
-    n_new = sum(len(a) for a in seeds) * (n_steps // sample_every) if grow_reference else 0
+    n_new = sum(len(a) for a in seeds) * (n_steps // steps.grow_every if steps.grow_every else 0)
     reference = _initial_reference(seeds, reference, objective, n_new, dtype)
-    init, update = jax.jit(fns.init), jax.jit(fns.update)  # shared with any jit of fns.*
+    init, update = jax.jit(steps.init), jax.jit(steps.update)  # shared with any jit of them
     history, frames, spent, lists = [], [], 0, None
     for index, atoms in enumerate(seeds):
-        lists = objective.allocate(atoms.positions, atoms.cell.array, atoms.pbc, like=lists)
+        try:
+            lists = steps.allocate(atoms.positions, atoms.cell.array, atoms.pbc, like=lists)
+        except ValueError as error:
+            raise ValueError(f"seed {index}: {error}") from None
         d_min = float(minimum_distance(atoms.positions, atoms.cell.array, lists[0].candidates))
         if d_min < min_distance:
             raise ValueError(
@@ -678,7 +755,7 @@ def _drive(fns, method, objective, seeds, reference, *, n_steps, sample_every,
             records.append(state)
             fresh = False
             if int(state.step) % sample_every == 0:
-                frames.append(_frame(atoms, state, method, index, spent, objective))
+                frames.append(_frame(atoms, state, steps.method, index, spent, objective))
         history += [(index, spent, *(getattr(r, name) for name in _RECORDED)) for r in records]
         spent += int(state.evaluations)
         reference = state.reference
@@ -695,152 +772,6 @@ def _drive(fns, method, objective, seeds, reference, *, n_steps, sample_every,
         accepted=values["accepted"].astype(bool),
         total_energy_evaluations=spent,
         min_distance_limit=min_distance,
-        method=method,
+        method=steps.method,
         wall_time=time.perf_counter() - start,
     )
-
-
-def _frame(atoms, state, method, walker, spent, objective) -> Atoms:
-    frame = Atoms(numbers=atoms.numbers, positions=np.asarray(state.positions, np.float64),
-                  cell=np.asarray(state.cell, np.float64), pbc=atoms.pbc)  # fmt: skip
-    if frame.pbc.any():
-        frame.wrap()
-    frame.info.update(
-        method=method, walker=walker, step=int(state.step), objective=float(state.objective),
-        information=float(state.information), energy=float(state.energy),
-        min_distance=float(state.min_distance),
-        energy_evaluations=spent + int(state.evaluations),
-        potential=type(objective.potential).__name__,
-    )  # fmt: skip
-    return frame
-
-
-def generate_gradient(
-    seeds,
-    potential,
-    *,
-    kT: float,
-    reference=None,
-    information: str = "mean",
-    information_weight: float = 1.0,
-    saturation: float | None = 10.0,
-    n_steps: int = 100,
-    optimizer: optax.GradientTransformation | None = None,
-    step_size: float = 0.01,
-    max_displacement: float = 0.1,
-    noise: float = 0.0,
-    cell_step_size: float = 0.0,
-    max_strain: float = 0.01,
-    sample_every: int = 10,
-    grow_reference: bool = True,
-    min_distance: float = 1.5,
-    h: float = DEFAULT_BANDWIDTH,
-    k: int = DEFAULT_K,
-    cutoff: float = DEFAULT_CUTOFF,
-    seed: int = 0,
-) -> GenerationResult:
-    """Generates structures by gradient ascent on ``λ·I − (E − E_seed)/kT``: a loop over
-    :func:`gradient_ascent` steps, each seed for ``n_steps`` steps in turn.
-
-    Args:
-        seeds: an ``ase.Atoms`` or a non-empty list of them (starting structures).
-        potential, kT, information, saturation, h, k, cutoff: see :class:`GenerationObjective`
-            (``information_weight`` is its ``weight`` λ).
-        information_weight: λ >= 0, weight of the information term.
-        reference: descriptors ((N, 2k − 1) array) or structures to measure novelty against;
-            default: the seeds.
-        n_steps: gradient steps per seed (>= 1).
-        optimizer, step_size, max_displacement, noise, cell_step_size, max_strain,
-            min_distance: see :func:`gradient_ascent`.
-        sample_every: emit a frame every this many steps.
-        grow_reference: add each emitted frame's environments to the reference.
-        seed: random seed of the noise.
-
-    Returns:
-        A :class:`GenerationResult` with ``n_steps // sample_every`` frames per seed.
-
-    Raises:
-        ValueError: empty seeds, kT <= 0, step sizes <= 0, negative noise, unknown
-            information term, a seed already closer than ``min_distance``, or cell moves on a
-            non-periodic seed.
-
-    Example:
-        >>> from ase.build import bulk
-        >>> from jaxinfo.generation import generate_gradient
-        >>> from jaxinfo.potentials import SuttonChen
-        >>> seed = bulk("Cu", "fcc", a=3.61, cubic=True).repeat(2)
-        >>> seed.rattle(0.05, seed=0)
-        >>> result = generate_gradient(seed, SuttonChen(), kT=0.05, n_steps=4, sample_every=2)
-        >>> len(result.frames), result.total_energy_evaluations
-        (2, 5)
-    """
-    objective = GenerationObjective(
-        potential, kT, information, information_weight, saturation, h, k, cutoff
-    )
-    sample_every = check_count("sample_every", sample_every)
-    fns = gradient_ascent(
-        objective, optimizer=optimizer, step_size=step_size, max_displacement=max_displacement,
-        noise=noise, cell_step_size=cell_step_size, max_strain=max_strain,
-        min_distance=min_distance, grow_every=sample_every if grow_reference else None,
-    )  # fmt: skip
-    seeds = _check_seeds(seeds, periodic_cell=cell_step_size > 0)
-    return _drive(fns, "gradient", objective, seeds, reference, n_steps=n_steps,
-                  sample_every=sample_every, grow_reference=grow_reference,
-                  min_distance=min_distance, seed=seed)  # fmt: skip
-
-
-def generate_metropolis(
-    seeds,
-    potential,
-    *,
-    kT: float,
-    temperature_mc: float = 1.0,
-    reference=None,
-    information: str = "mean",
-    information_weight: float = 1.0,
-    saturation: float | None = 10.0,
-    n_steps: int = 100,
-    displacement: float = 0.05,
-    cell_displacement: float = 0.0,
-    sample_every: int = 10,
-    grow_reference: bool = True,
-    min_distance: float = 1.5,
-    h: float = DEFAULT_BANDWIDTH,
-    k: int = DEFAULT_K,
-    cutoff: float = DEFAULT_CUTOFF,
-    seed: int = 0,
-) -> GenerationResult:
-    """Generates structures by Metropolis Monte Carlo on ``λ·I − (E − E_seed)/kT``: a loop
-    over :func:`metropolis` steps, each seed for ``n_steps`` proposals in turn.
-
-    Args:
-        seeds: an ``ase.Atoms`` or a non-empty list of them.
-        potential, kT, information, saturation, h, k, cutoff: see :class:`GenerationObjective`.
-        information_weight: λ >= 0.
-        temperature_mc, displacement, cell_displacement, min_distance: see :func:`metropolis`.
-        reference: descriptors ((N, 2k − 1) array) or structures; default: the seeds.
-        n_steps: proposals per seed (>= 1).
-        sample_every: emit the current structure every this many proposals.
-        grow_reference: add each emitted frame's environments to the reference.
-        seed: random seed; equal seeds give identical runs.
-
-    Returns:
-        A :class:`GenerationResult` (``accepted`` marks accepted proposals).
-
-    Raises:
-        ValueError: as :func:`generate_gradient`, and for ``temperature_mc <= 0`` or
-            ``displacement <= 0``.
-    """
-    objective = GenerationObjective(
-        potential, kT, information, information_weight, saturation, h, k, cutoff
-    )
-    sample_every = check_count("sample_every", sample_every)
-    fns = metropolis(
-        objective, temperature_mc=temperature_mc, displacement=displacement,
-        cell_displacement=cell_displacement, min_distance=min_distance,
-        grow_every=sample_every if grow_reference else None,
-    )  # fmt: skip
-    seeds = _check_seeds(seeds, periodic_cell=cell_displacement > 0)
-    return _drive(fns, "metropolis", objective, seeds, reference, n_steps=n_steps,
-                  sample_every=sample_every, grow_reference=grow_reference,
-                  min_distance=min_distance, seed=seed)  # fmt: skip

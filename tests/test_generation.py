@@ -13,13 +13,7 @@ from helpers import count_compilations, tolerance
 
 import jaxinfo
 from jaxinfo.datasets import load_example
-from jaxinfo.generation import (
-    GenerationObjective,
-    generate_gradient,
-    generate_metropolis,
-    gradient_ascent,
-    metropolis,
-)
+from jaxinfo.generation import GenerationObjective, generate, gradient_ascent, metropolis
 from jaxinfo.objectives import reference_init
 from jaxinfo.potentials import SuttonChen
 
@@ -41,9 +35,8 @@ _RUNS = {}
 def gradient_run(seed_frames, precision):
     """One run per precision (a module-scoped fixture would serve the other precision's run)."""
     if precision not in _RUNS:
-        _RUNS[precision] = generate_gradient(
-            seed_frames[:1], POTENTIAL, kT=KT, n_steps=24, sample_every=8, grow_reference=False
-        )
+        steps = gradient_ascent(GenerationObjective(POTENTIAL, KT))  # default k, cutoff
+        _RUNS[precision] = generate(seed_frames[:1], steps, n_steps=24, sample_every=8)
     return _RUNS[precision]
 
 
@@ -81,10 +74,11 @@ def test_information_term_matches_the_estimators(gradient_run, seed_frames, dtyp
 
 
 def test_entropy_objective_of_the_growing_dataset(seed_frames, dtype):
-    result = generate_gradient(
-        seed_frames[:1], POTENTIAL, kT=KT, information="entropy", n_steps=4, sample_every=2,
-        k=SMALL_K, cutoff=SMALL_CUTOFF,
-    )  # fmt: skip
+    objective = GenerationObjective(
+        POTENTIAL, KT, information="entropy", k=SMALL_K, cutoff=SMALL_CUTOFF
+    )
+    steps = gradient_ascent(objective, grow_every=2)
+    result = generate(seed_frames[:1], steps, n_steps=4, sample_every=2)
     x = jaxinfo.descriptors(seed_frames[:1], k=SMALL_K, cutoff=SMALL_CUTOFF)
     # At step 0 the dataset is the reference plus an identical copy of it.
     expected = float(jaxinfo.entropy(np.concatenate([x, x])))
@@ -98,16 +92,15 @@ def test_entropy_objective_of_the_growing_dataset(seed_frames, dtype):
 
 
 def test_metropolis_is_deterministic_for_a_seed(seed_frames):
-    kwargs = dict(
-        kT=KT, n_steps=12, displacement=0.01, sample_every=6, k=SMALL_K, cutoff=SMALL_CUTOFF
-    )
-    first = generate_metropolis(seed_frames, POTENTIAL, seed=5, **kwargs)
-    second = generate_metropolis(seed_frames, POTENTIAL, seed=5, **kwargs)
+    objective = GenerationObjective(POTENTIAL, KT, k=SMALL_K, cutoff=SMALL_CUTOFF)
+    steps = metropolis(objective, displacement=0.01, grow_every=6)
+    first = generate(seed_frames, steps, n_steps=12, sample_every=6, seed=5)
+    second = generate(seed_frames, steps, n_steps=12, sample_every=6, seed=5)
     np.testing.assert_array_equal(first.objective, second.objective)
     np.testing.assert_array_equal(first.accepted, second.accepted)
     for a, b in zip(first.frames, second.frames, strict=True):
         np.testing.assert_array_equal(a.positions, b.positions)
-    other = generate_metropolis(seed_frames, POTENTIAL, seed=6, **kwargs)
+    other = generate(seed_frames, steps, n_steps=12, sample_every=6, seed=6)
     assert not np.array_equal(first.objective, other.objective)
     assert 0.0 < first.acceptance_rate <= 1.0
     assert len(first.frames) == 4 and set(first.walker) == {0, 1}
@@ -126,10 +119,9 @@ def test_collapse_is_prevented():
     atoms.pbc = False
     atoms.rattle(0.02, seed=1)
     limit = 2.4
-    grad = generate_gradient(
-        atoms, attraction, kT=0.05, n_steps=10, sample_every=5, min_distance=limit,
-        step_size=0.05, information_weight=0.0, k=SMALL_K, cutoff=SMALL_CUTOFF,
-    )  # fmt: skip
+    objective = GenerationObjective(attraction, 0.05, weight=0.0, k=SMALL_K, cutoff=SMALL_CUTOFF)
+    steps = gradient_ascent(objective, min_distance=limit, step_size=0.05)
+    grad = generate(atoms, steps, n_steps=10, sample_every=5)
     assert grad.min_distance_overall >= limit
     assert grad.energy[-1] < grad.energy[0]  # it did move inwards, up to the limit
     for frame in grad.frames:
@@ -142,33 +134,59 @@ def test_collapse_is_prevented():
     [
         (dict(kT=0.0), "kT"),
         (dict(kT=-1.0), "kT"),
-        (dict(kT=KT, step_size=0.0), "step_size"),
-        (dict(kT=KT, max_displacement=-1.0), "max_displacement"),
-        (dict(kT=KT, n_steps=0), "n_steps"),
         (dict(kT=KT, information="median"), "information"),
         (dict(kT=KT, h=-0.1), "bandwidth"),
-        (dict(kT=KT, min_distance=3.0), "min_distance"),
+        (dict(kT=KT, h=np.array([0.01, 0.02])), "scalar bandwidth"),
+        (dict(kT=KT, weight=-1.0), "weight"),
+        (dict(kT=KT, saturation=0.0), "saturation"),
+        (dict(kT=KT, k=0), "k"),
     ],
 )
-def test_gradient_bad_input(seed_frames, kwargs, match):
+def test_bad_objective_settings(kwargs, match):
     with pytest.raises(ValueError, match=match):
-        generate_gradient(seed_frames[:1], POTENTIAL, **kwargs)
+        GenerationObjective(POTENTIAL, **kwargs)
 
 
-def test_bad_seeds_and_metropolis_input(seed_frames):
+@pytest.mark.parametrize(
+    ("method", "kwargs", "match"),
+    [
+        ("gradient", dict(step_size=0.0), "step_size"),
+        ("gradient", dict(max_displacement=-1.0), "max_displacement"),
+        ("gradient", dict(max_displacement=0.3), "max_displacement"),  # > 0.45 of the skin
+        ("gradient", dict(noise=-0.1), "noise"),
+        ("gradient", dict(cell_step_size=-1.0), "cell_step_size"),
+        ("gradient", dict(grow_every=0), "grow_every"),
+        ("metropolis", dict(temperature_mc=0.0), "temperature_mc"),
+        ("metropolis", dict(displacement=0.0), "displacement"),
+        ("metropolis", dict(min_distance=-1.0), "min_distance"),
+    ],
+)
+def test_bad_step_settings(method, kwargs, match):
+    factory = gradient_ascent if method == "gradient" else metropolis
+    with pytest.raises(ValueError, match=match):
+        factory(GenerationObjective(POTENTIAL, KT), **kwargs)
+
+
+def test_bad_seeds_and_driver_input(seed_frames):
+    steps = gradient_ascent(GenerationObjective(POTENTIAL, KT, k=SMALL_K, cutoff=SMALL_CUTOFF))
     with pytest.raises(ValueError, match="empty"):
-        generate_gradient([], POTENTIAL, kT=KT)
+        generate([], steps, n_steps=2)
     with pytest.raises(ValueError, match=r"ase\.Atoms"):
-        generate_metropolis([np.zeros((3, 3))], POTENTIAL, kT=KT)
-    with pytest.raises(ValueError, match="temperature_mc"):
-        generate_metropolis(seed_frames, POTENTIAL, kT=KT, temperature_mc=0.0)
-    with pytest.raises(ValueError, match="displacement"):
-        generate_metropolis(seed_frames, POTENTIAL, kT=KT, displacement=0.0)
+        generate([np.zeros((3, 3))], steps, n_steps=2)
+    with pytest.raises(ValueError, match="n_steps"):
+        generate(seed_frames, steps, n_steps=0)
+    with pytest.raises(ValueError, match="steps must come from"):
+        generate(seed_frames, generate, n_steps=2)
+    with pytest.raises(ValueError, match="min_distance"):  # the seed is closer than 3 Å
+        generate(seed_frames, gradient_ascent(steps.objective, min_distance=3.0), n_steps=2)
+    with pytest.raises(ValueError, match="reference"):
+        generate(seed_frames, steps, n_steps=2, reference=np.zeros((4, 3)))
     slab = load_example("surface_300K")[0]
+    moves = metropolis(steps.objective, cell_displacement=0.01)
     with pytest.raises(ValueError, match="periodic"):
-        generate_metropolis(slab, POTENTIAL, kT=KT, cell_displacement=0.01)
+        generate(slab, moves, n_steps=2)
     with pytest.raises(ValueError, match="potential"):
-        generate_gradient(seed_frames, "lj", kT=KT)
+        GenerationObjective("lj", KT)
 
 
 # --------------------------------------------------------------------------------------------
@@ -188,7 +206,6 @@ FNS = {
     "gradient": gradient_ascent(OBJECTIVE, grow_every=4, **STEPS["gradient"]),
     "metropolis": metropolis(OBJECTIVE, grow_every=4, **STEPS["metropolis"]),
 }
-DRIVERS = {"gradient": generate_gradient, "metropolis": generate_metropolis}
 
 
 @functools.cache
@@ -223,10 +240,7 @@ def _own_loop(fns, atoms, n_steps, key):
 
 
 def _driver_run(method, atoms):
-    return DRIVERS[method](
-        atoms, POTENTIAL, kT=KT, information_weight=3.0, n_steps=16, sample_every=4,
-        k=SMALL_K, cutoff=SMALL_CUTOFF, seed=2, **STEPS[method],
-    )  # fmt: skip
+    return generate(atoms, FNS[method], n_steps=16, sample_every=4, seed=2)
 
 
 @pytest.mark.parametrize("method", ["gradient", "metropolis"])
@@ -293,12 +307,3 @@ def test_a_stale_list_flags_overflow_and_leaves_the_state(seed_frames):
         lists = fns.allocate(moved, atoms.cell.array, atoms.pbc, like=state.neighbours)
         after = _jitted(fns.update)(state._replace(neighbours=lists))
         assert not bool(after.overflow) and int(after.step) == 1
-
-
-def test_step_settings_are_checked():
-    with pytest.raises(ValueError, match="max_displacement"):
-        gradient_ascent(OBJECTIVE, max_displacement=0.3)  # > half the 0.5 Å skin
-    with pytest.raises(ValueError, match="grow_every"):
-        metropolis(OBJECTIVE, grow_every=0)
-    with pytest.raises(ValueError, match="kT"):
-        GenerationObjective(POTENTIAL, 0.0)
