@@ -49,7 +49,6 @@ from jaxinfo.biased_md import (  # noqa: E402
     run_md,
 )
 from jaxinfo.datasets import load_example  # noqa: E402
-from jaxinfo.neighbours import neighbour_list  # noqa: E402
 from jaxinfo.objectives import reference_init  # noqa: E402
 from jaxinfo.potentials import SuttonChen  # noqa: E402
 
@@ -138,9 +137,7 @@ def curvatures(atoms, bias, frame):
     """Largest Hessian eigenvalue (eV/Å²) of the potential and of the bias at ``frame``."""
     potential = SuttonChen()
     cell = jnp.asarray(atoms.cell.array)
-    pot_list = neighbour_list(potential.k, potential.cutoff, skin=potential.skin).allocate(
-        frame.positions, atoms.cell.array, atoms.pbc
-    )
+    pot_list = potential.neighbour_list().allocate(frame.positions, atoms.cell.array, atoms.pbc)
 
     def e_pot(p):
         return potential.energy(p, cell, pot_list.candidates)

@@ -1,21 +1,19 @@
 """Small interatomic potentials as pure JAX functions (energies in eV, lengths in Å).
 
 Each potential is a frozen (hashable) dataclass with a pure, differentiable
-``energy(positions, cell, table) -> scalar`` and a host-side :meth:`Potential.neighbour_table`
-that plans its fixed-shape neighbour table. Pair terms are switched off smoothly between
+``energy(positions, cell, table) -> scalar`` whose table is the ``candidates`` of the list
+from :meth:`Potential.neighbour_list`. Pair terms are switched off smoothly between
 ``onset`` and ``cutoff`` with the C1 multiplicative switch used by jax-md,
 
     S(r) = 1                                                    for r < onset,
     S(r) = (rc² − r²)² (rc² + 2r² − 3 ron²) / (rc² − ron²)³     for onset <= r < rc,
     S(r) = 0                                                    for r >= rc,
 
-so energies and forces are continuous. Tables are built with ``cutoff + skin`` and are valid
-while no atom has moved more than ``skin / 2`` since the build; the loops in
-:mod:`jaxinfo.generation` and :mod:`jaxinfo.biased_md` take the candidates of
-:meth:`Potential.neighbour_list`, whose ``stale`` flag is checked under jit at every step.
-
-No silent caps: a table row with all ``k`` slots filled may have dropped neighbours, so
-:meth:`Potential.neighbour_table` raises a :class:`ValueError` asking for a larger ``k``.
+so energies and forces are continuous. Tables hold every neighbour within ``cutoff + skin``
+(the capacity is sized from the count found: no neighbour is dropped) and are valid while no
+atom has moved more than ``skin / 2``; the loops in :mod:`jaxinfo.generation` and
+:mod:`jaxinfo.biased_md` check the list's ``stale`` flag under jit at every step and
+re-allocate on the host when it trips.
 
 Provided potentials (published Cu parameter sets as defaults):
 
@@ -56,9 +54,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxinfo._validation import check_cutoff, check_geometry, check_k, check_positive
+from jaxinfo._validation import check_cutoff, check_geometry, check_positive
 from jaxinfo.descriptor import neighbour_vectors
-from jaxinfo.neighbours import NeighbourTable, neighbour_list, neighbour_table
+from jaxinfo.neighbours import NeighbourTable, neighbour_list
 
 __all__ = [
     "EnergyFunction",
@@ -74,7 +72,6 @@ __all__ = [
 ]
 
 DEFAULT_SKIN = 0.5
-DEFAULT_K = 128
 
 
 def smooth_switch(r, onset: float, cutoff: float):
@@ -143,12 +140,10 @@ class Potential:
 
     Attributes:
         cutoff: interaction cutoff in Å (None: the potential needs no neighbour table).
-        k: neighbour slots per atom in the table.
         skin: extra table radius in Å; the table stays valid while atoms move < skin / 2.
     """
 
     cutoff: float | None = None
-    k: int = DEFAULT_K
     skin: float = DEFAULT_SKIN
 
     def energy(self, positions, cell, table: NeighbourTable | None):
@@ -157,7 +152,8 @@ class Potential:
         Args:
             positions: (n_atoms, 3) Cartesian positions, Å.
             cell: (3, 3) lattice vectors as rows, Å.
-            table: the table from :meth:`neighbour_table` (None when ``cutoff`` is None).
+            table: every neighbour within ``cutoff + skin``: the ``candidates`` of a list from
+                :meth:`neighbour_list` (None when ``cutoff`` is None).
 
         Returns:
             Scalar array, eV.
@@ -168,46 +164,16 @@ class Potential:
         """Functions of a :func:`jaxinfo.neighbours.neighbour_list` for this potential (None
         without a cutoff): its ``candidates`` are a table :meth:`energy` accepts, valid while
         ``stale`` is False, so loops under ``jax.jit`` need no host rebuild."""
-        return None if self.cutoff is None else neighbour_list(self.k, self.cutoff, skin=self.skin)
+        return None if self.cutoff is None else neighbour_list(1, self.cutoff, skin=self.skin)
 
     @property
     def table_cutoff(self) -> float | None:
         """Radius of the neighbour table, ``cutoff + skin`` in Å (None without a cutoff)."""
         return None if self.cutoff is None else self.cutoff + self.skin
 
-    def neighbour_table(self, positions, cell, pbc) -> NeighbourTable | None:
-        """Builds the neighbour table on the host, refusing to drop neighbours silently.
-
-        Args:
-            positions: (n_atoms, 3) Cartesian positions, Å.
-            cell: (3, 3) lattice vectors as rows, Å.
-            pbc: bool or three bools.
-
-        Returns:
-            A :class:`~jaxinfo.neighbours.NeighbourTable` with ``k`` slots and radius
-            ``cutoff + skin``, or None when the potential has no cutoff.
-
-        Raises:
-            ValueError: bad geometry, or a row with all ``k`` slots filled (neighbours within
-                ``cutoff + skin`` may have been dropped: use a larger ``k``).
-        """
-        if self.cutoff is None:
-            return None
-        table = neighbour_table(positions, cell, pbc, self.k, self.table_cutoff)
-        full = np.nonzero(table.mask.all(axis=1))[0]
-        if full.size:
-            raise ValueError(
-                f"neighbour table overflow: atom {int(full[0])} (and {full.size - 1} others) has "
-                f"all k={self.k} slots filled within {self.table_cutoff:.3g} Å, so neighbours may "
-                f"have been dropped; construct the potential with a larger k "
-                f"(e.g. k={2 * self.k})"
-            )
-        return table
-
     def __post_init__(self):
         if self.cutoff is not None:
             object.__setattr__(self, "cutoff", check_cutoff(self.cutoff))
-        object.__setattr__(self, "k", check_k(self.k))
         skin = float(self.skin)
         if not np.isfinite(skin) or skin < 0:
             raise ValueError(f"skin must be a finite number >= 0 (Å), got {self.skin!r}")
@@ -247,7 +213,6 @@ class LennardJones(_PairPotential):
         sigma: σ, Å (dimer minimum at 2^(1/6) σ).
         cutoff: distance where the energy reaches zero, Å (default 6.0).
         onset: start of the smooth switch, Å (default 5.0; keep it beyond the minimum).
-        k: neighbour slots per atom (default 128).
         skin: extra table radius, Å.
 
     Example:
@@ -283,7 +248,6 @@ class Morse(_PairPotential):
         r0: equilibrium distance, Å (dimer minimum).
         cutoff: distance where the energy reaches zero, Å (default 6.0).
         onset: start of the smooth switch, Å (default 5.0).
-        k: neighbour slots per atom.
         skin: extra table radius, Å.
     """
 
@@ -320,7 +284,6 @@ class SuttonChen(Potential):
         m: density exponent.
         cutoff: distance where every term reaches zero, Å (default 6.0).
         onset: start of the smooth switch, Å (default 5.0).
-        k: neighbour slots per atom (default 128: fcc Cu has 86 atoms within 6.5 Å).
         skin: extra table radius, Å.
 
     Example:
@@ -433,12 +396,13 @@ def energy_and_forces(potential, atoms, *, dtype=None):
         ``(energy, forces)``: a float in eV and an (n_atoms, 3) numpy array in eV/Å.
 
     Raises:
-        ValueError: bad geometry or neighbour-table overflow.
+        ValueError: bad geometry.
     """
     potential = as_potential(potential)
     positions, cell, pbc = check_geometry(atoms.positions, atoms.cell.array, atoms.pbc)
     dtype = jnp.zeros(()).dtype if dtype is None else dtype
-    table = potential.neighbour_table(positions, cell, pbc)
+    fns = potential.neighbour_list()
+    table = None if fns is None else fns.allocate(positions, cell, pbc).candidates
     energy, forces = _compiled_energy_and_forces(potential)(
         jnp.asarray(positions, dtype=dtype), jnp.asarray(cell, dtype=dtype), table
     )

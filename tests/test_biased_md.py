@@ -124,13 +124,10 @@ def test_bad_bias_settings(make):
 def _md_pieces(crystal, bias):
     """Neighbour lists, a reference holding the starting frame, and cell/positions arrays."""
     from jaxinfo.biased_md import bias_descriptors, descriptor_neighbours
-    from jaxinfo.neighbours import neighbour_list
 
     cell, pbc = crystal.cell.array, crystal.pbc
     positions = jnp.asarray(crystal.positions)
-    pot_list = neighbour_list(POTENTIAL.k, POTENTIAL.cutoff, skin=POTENTIAL.skin).allocate(
-        crystal.positions, cell, pbc
-    )
+    pot_list = POTENTIAL.neighbour_list().allocate(crystal.positions, cell, pbc)
     fns = descriptor_neighbours(bias)
     desc_list = fns.allocate(crystal.positions, cell, pbc)
     cell = jnp.asarray(cell, positions.dtype)

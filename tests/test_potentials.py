@@ -8,6 +8,7 @@ import pytest
 from ase import Atoms
 from ase.build import bulk
 
+from jaxinfo.neighbours import neighbour_list
 from jaxinfo.potentials import (
     EnergyFunction,
     LennardJones,
@@ -33,11 +34,17 @@ def _rattled_cell():
     return atoms
 
 
+def _candidates(potential, atoms):
+    """The table the potential's energy takes: every neighbour within cutoff + skin."""
+    fns = potential.neighbour_list()
+    return fns.allocate(atoms.positions, atoms.cell.array, atoms.pbc).candidates
+
+
 @pytest.mark.float64_only  # central differences at 1e-5 Å need float64
 @pytest.mark.parametrize("potential", POTENTIALS, ids=lambda p: type(p).__name__)
 def test_forces_are_minus_gradient(potential):
     atoms = _rattled_cell()
-    table = potential.neighbour_table(atoms.positions, atoms.cell.array, atoms.pbc)
+    table = _candidates(potential, atoms)
     cell = jnp.asarray(atoms.cell.array)
     energy = jax.jit(lambda p: potential.energy(p, cell, table))
     _, forces = energy_and_forces(potential, atoms)
@@ -80,7 +87,7 @@ def test_smooth_cutoff(potential):
 
 
 def test_sutton_chen_cu_lattice():
-    sc = SuttonChen(k=256)
+    sc = SuttonChen()
     lattice = np.array([3.2, 3.5, 3.58, 3.61, 3.64, 3.7, 4.2])
     per_atom = np.array(
         [energy_and_forces(sc, bulk("Cu", "fcc", a=a, cubic=True))[0] / 4 for a in lattice]
@@ -98,12 +105,18 @@ def test_sutton_chen_cu_lattice():
     assert per_atom[3] < bcc < 0 and per_atom[3] < simple
 
 
-def test_neighbour_overflow_raises():
-    atoms = bulk("Cu", "fcc", a=3.61, cubic=True)
-    with pytest.raises(ValueError, match="overflow"):
-        energy_and_forces(SuttonChen(k=64), atoms)  # 86 neighbours within 6.5 Å
-    with pytest.raises(ValueError, match="larger k"):
-        energy_and_forces(SuttonChen(), bulk("Cu", "fcc", a=3.1, cubic=True))
+def test_dense_cells_keep_every_neighbour():
+    # Compressed fcc Cu has 200+ neighbours within 6.5 Å: the table is sized from the count
+    # found, so the energy equals one computed from a table with room to spare.
+    atoms = bulk("Cu", "fcc", a=3.1, cubic=True)
+    potential = SuttonChen()
+    energy, _ = energy_and_forces(potential, atoms)
+    roomy = neighbour_list(1, potential.cutoff, skin=potential.skin, capacity=600)
+    table = roomy.allocate(atoms.positions, atoms.cell.array, atoms.pbc).candidates
+    assert _candidates(potential, atoms).k < 600
+    cell = jnp.asarray(atoms.cell.array)
+    expected = float(potential.energy(jnp.asarray(atoms.positions), cell, table))
+    assert energy == pytest.approx(expected, rel=1e-5)  # dropped neighbours: > 1e-2
 
 
 def test_energy_function_wraps_a_callable():
@@ -116,13 +129,13 @@ def test_energy_function_wraps_a_callable():
     assert energy == pytest.approx(0.5 * np.sum(centred**2))
     np.testing.assert_allclose(forces, -centred, atol=1e-12)
     wrapped = as_potential(harmonic)
-    assert isinstance(wrapped, EnergyFunction) and wrapped.neighbour_table(None, None, None) is None
+    assert isinstance(wrapped, EnergyFunction) and wrapped.neighbour_list() is None
     assert as_potential(wrapped) is wrapped
 
 
 def test_minimum_distance():
     atoms = _dimer(2.3)
-    table = SuttonChen().neighbour_table(atoms.positions, atoms.cell.array, atoms.pbc)
+    table = _candidates(SuttonChen(), atoms)
     assert float(minimum_distance(atoms.positions, atoms.cell.array, table)) == pytest.approx(2.3)
 
 
@@ -132,7 +145,6 @@ def test_minimum_distance():
         lambda: LennardJones(epsilon=-1.0),
         lambda: Morse(alpha=0.0),
         lambda: SuttonChen(onset=6.0, cutoff=6.0),
-        lambda: SuttonChen(k=0),
         lambda: LennardJones(cutoff=-1.0),
         lambda: SuttonChen(skin=-0.1),
         lambda: EnergyFunction(None),

@@ -14,7 +14,6 @@ from ase.build import bulk
 from jax_md import simulate, space
 
 from jaxinfo.biased_md import DeltaEntropyBias, bias_descriptors, descriptor_neighbours, md_energy
-from jaxinfo.neighbours import neighbour_list
 from jaxinfo.objectives import reference_init
 from jaxinfo.potentials import SuttonChen
 
@@ -26,7 +25,7 @@ cell = jnp.asarray(atoms.cell.array)
 positions = jnp.asarray(atoms.positions)
 
 # Host: allocate the neighbour lists; the visited set starts with the first frame.
-pot_fns = neighbour_list(potential.k, potential.cutoff, skin=potential.skin)
+pot_fns = potential.neighbour_list()
 desc_fns = descriptor_neighbours(bias)
 
 
