@@ -54,6 +54,16 @@ def precision(request):
         yield request.param
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _fresh_jax_caches():
+    """Each test module ends by emptying JAX's caches. One pytest process compiles thousands of
+    programs, and every XLA:CPU executable keeps memory maps of its code; the whole suite in
+    one process crashed inside XLA compilation near the end (a process may hold at most
+    65,530 maps by default)."""
+    yield
+    jax.clear_caches()
+
+
 @pytest.fixture
 def dtype(precision):
     """The floating dtype results have in this run: jnp.float32 or jnp.float64."""
