@@ -749,7 +749,7 @@ def generate(
                 if fresh:
                     raise RuntimeError("a step moved atoms by more than half the neighbour skin")
                 positions, cell = np.asarray(state.positions), np.asarray(state.cell)
-                lists = objective.allocate(positions, cell, atoms.pbc, like=state.neighbours)
+                lists = steps.allocate(positions, cell, atoms.pbc, like=state.neighbours)
                 state, fresh = state._replace(neighbours=lists, overflow=jnp.asarray(False)), True
                 continue
             records.append(state)
