@@ -23,15 +23,10 @@ are redone) and deposits frames. Random numbers are drawn from ``jax.random.fold
 so results do not depend on the chunking and equal seeds give identical trajectories.
 
 Energy conservation: with the bias on and no deposits, NVE with the standard descriptor drifts
-whatever the time step (its x2 jumps when neighbour ranks k and k + 1 swap inside the cutoff,
-its sorts put kinks in the energy). ``DeltaEntropyBias(smooth=True)`` uses a C∞ variant
-(:func:`jaxinfo.descriptor.smooth_structure_descriptors`: soft sorts, smooth k-nearest
-memberships), so only the integrator's error ∝ dt² is left. Measured (32 Cu atoms, 300 fs NVE
-from 600 K, k = 8, rc = 4 Å; ``experiments/energy_conservation.py``), max drift per atom at
-2 fs: unbiased 2.5e-5 eV; at 0.1 eV/nat, standard 3.2e-4, smooth 2.7e-5 (1.1x unbiased, also
-at 1 and 0.5 fs). At 1 eV/nat the bias heats the cell to ~1200 K: smooth 4.0e-4 (16x, ∝ dt²;
-an unbiased run at ~1100 K drifts 1.5e-4), so use dt <= 0.85 fs there for the unbiased
-2 fs accuracy.
+whatever the time step (it jumps when neighbour ranks k and k + 1 swap inside the cutoff).
+``DeltaEntropyBias(smooth=True)`` uses the C∞ variant
+:func:`jaxinfo.descriptor.smooth_structure_descriptors`, which leaves only the integrator's
+error ∝ dt² (1.1x the unbiased drift at 0.1 eV/nat; measurements in ``docs/design.md``).
 
 Units: positions Å, velocities Å/fs, time fs, masses amu, energies eV, temperatures K.
 """
@@ -66,9 +61,16 @@ from jaxinfo.descriptor import (
     structure_descriptors,
 )
 from jaxinfo.estimators import DEFAULT_BANDWIDTH
-from jaxinfo.kernels import log_kernel_sums
-from jaxinfo.neighbours import neighbour_list
-from jaxinfo.objectives import Reference, as_reference_rows, reference_add, reference_init
+from jaxinfo.neighbours import allocate_lists, neighbour_list
+from jaxinfo.objectives import (
+    DESCRIPTOR_SKIN,
+    Reference,
+    as_reference_rows,
+    delta_entropies,
+    information,
+    reference_add,
+    reference_init,
+)
 from jaxinfo.potentials import as_potential
 
 __all__ = [
@@ -86,8 +88,6 @@ __all__ = [
 BIAS_KINDS = ("delta", "hills")
 #: 1 amu Å²/fs² in eV.
 MVV2E = units._amu * 1e10 / units._e
-#: Extra radius (Å) of the descriptor's candidate list.
-DESCRIPTOR_SKIN = 0.5
 
 
 @dataclasses.dataclass(frozen=True)
@@ -210,11 +210,9 @@ def bias_energy(positions, cell, table, reference: Reference, bias: DeltaEntropy
         Scalar, eV.
     """
     x = bias_descriptors(positions, cell, table, bias)
-    log_sums = log_kernel_sums(x, reference.x, bias.h, log_weights=reference.log_weights)
     if bias.kind == "delta":
-        s = bias.saturation
-        return -bias.strength * jnp.mean(s * jnp.tanh(-log_sums / s))
-    return bias.strength * jnp.sum(jnp.exp(log_sums))
+        return -bias.strength * information(x, reference, bias.h, "mean", bias.saturation)
+    return bias.strength * jnp.sum(jnp.exp(-delta_entropies(x, reference, bias.h)))
 
 
 def md_energy(potential, bias: DeltaEntropyBias | None, cell) -> Callable:
@@ -226,16 +224,10 @@ def md_energy(potential, bias: DeltaEntropyBias | None, cell) -> Callable:
     ``overflow`` is True when either list is stale at ``positions``.
     """
     potential = as_potential(potential)
-    pot_list_fns = potential.neighbour_list()
 
     def energy_fn(positions, neighbours, reference):
         pot_list, desc_list = neighbours
-        overflow = jnp.zeros((), bool)
-        table = None
-        if pot_list_fns is not None:
-            overflow = pot_list_fns.stale(positions, cell, pot_list)
-            table = pot_list.candidates
-        e_pot = potential.energy(positions, cell, table)
+        e_pot, overflow = potential.listed_energy(positions, cell, pot_list)
         e_bias = jnp.zeros_like(e_pot)
         if bias is not None:
             desc_list = descriptor_neighbours(bias).update(positions, cell, desc_list)
@@ -446,12 +438,8 @@ def run_md(
 
     list_fns = (potential.neighbour_list(), None if bias is None else descriptor_neighbours(bias))
 
-    def allocate(positions, like=(None, None)):  # keeps capacities that suffice: no recompile
-        positions = np.asarray(positions, dtype=np.float64)
-        return tuple(
-            None if fns is None else fns.allocate(positions, cell, pbc, like=old)
-            for fns, old in zip(list_fns, like, strict=True)
-        )
+    def allocate(positions, like=None):  # keeps capacities that suffice: no recompile
+        return allocate_lists(list_fns, np.asarray(positions, np.float64), cell, pbc, like)
 
     # The visited set: a reference of planned capacity (it cannot overflow).
     n_atoms = positions.shape[0]
@@ -486,24 +474,23 @@ def run_md(
     record(state, 0, *energies[0][::2])
     step = 0
     while step < n_steps:
-        n_chunk = min(rebuild_every, n_steps - step)
-        done_in_chunk = 0
-        while done_in_chunk < n_chunk:
-            state, chunk_energies, done = _chunk(
-                state, cell_j, neighbours, reference, masses_j, kT, key, step,
-                n_chunk - done_in_chunk, n=rebuild_every, **static,
-            )  # fmt: skip
-            done = int(done)
-            evaluations += done
-            energies.extend(np.asarray(chunk_energies, dtype=np.float64).T[:done].tolist())
-            step, done_in_chunk = step + done, done_in_chunk + done
-            fresh = fresh and done == 0
-            if done_in_chunk < n_chunk:
-                if fresh:
-                    raise RuntimeError(
-                        "an atom moved more than half the skin in one step: reduce the timestep"
-                    )
-                neighbours, fresh = allocate(state.positions, like=neighbours), True
+        todo = min(rebuild_every - step % rebuild_every, n_steps - step)
+        state, chunk_energies, done = _chunk(
+            state, cell_j, neighbours, reference, masses_j, kT, key, step, todo,
+            n=rebuild_every, **static,
+        )  # fmt: skip
+        done = int(done)
+        evaluations += done
+        energies.extend(np.asarray(chunk_energies, dtype=np.float64).T[:done].tolist())
+        step += done
+        if done < todo:  # the lists went stale: re-allocate and redo the rest of the chunk
+            if fresh and done == 0:
+                raise RuntimeError(
+                    "an atom moved more than half the skin in one step: reduce the timestep"
+                )
+            neighbours, fresh = allocate(state.positions, like=neighbours), True
+            continue
+        fresh = False
         if step % record_every == 0 or step == n_steps:
             record(state, step, energies[-1][0], energies[-1][2])
         if bias is not None and step % bias.deposit_every == 0 and step < n_steps:

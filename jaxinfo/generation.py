@@ -4,41 +4,21 @@ Starting from seed structures, atoms (and optionally the cell) move to raise
 
     objective = λ · I(new environments) − (E − E_seed) / kT
 
-where I is an information term in nats and E the potential energy in eV
-(:class:`GenerationObjective`):
+(:class:`GenerationObjective`): I in nats is the mean or max δH of the structure's environments
+against a growing reference (saturated), or the entropy of the reference together with them;
+E in eV comes from any :class:`jaxinfo.potentials.Potential` or JAX ``energy_fn(positions,
+cell)``, such as a wrapped jax-md energy.
 
-* ``information="mean"`` or ``"max"``: mean or max over the structure's atoms of
-  δH(x_i | reference) = −log Σ_j K(x_i, x_j) (:func:`jaxinfo.delta_entropy`), each saturated
-  as ``s·tanh(δH_i / s)`` (``saturation`` s = 10 nats by default; None for the raw δH);
-* ``information="entropy"``: the entropy H(reference ∪ new) of the growing dataset.
-
-The moves are pure steps in the manner of jax-md's ``simulate`` and optax:
 :func:`gradient_ascent` (an optax optimiser on the mobility-weighted gradient) and
 :func:`metropolis` (Gaussian proposals) return :class:`GenerationFns` ``(allocate, init,
-update)``. ``update(state) -> state`` is pure and runs under ``jax.jit`` and ``jax.lax.scan``;
-the :class:`GenerationState` carries positions, cell, the neighbour lists (updated by top-k at
-every evaluation, so never stale), the growing :class:`~jaxinfo.objectives.Reference` (every
-``grow_every`` steps the current environments join it, so later steps are pushed away from what
-was already generated) and the optimiser state. When atoms have moved more than half a skin
-since allocation, ``update`` leaves the state unchanged with ``overflow`` set: call ``allocate``
-again on the host and go on, as jax-md's neighbour lists require.
-
-:func:`generate` is a thin host loop over these steps that emits a frame every
-``sample_every`` steps.
-
-Collapse guard: no move is taken that brings two atoms (periodic images included) closer than
-``min_distance`` (default 1.5 Å, suitable for Cu): gradient steps are halved until they
-satisfy it (after 10 halvings the atoms stay put), Metropolis proposals violating it are
-rejected without an energy evaluation. A step never moves an atom by more than 0.45 of the
-neighbour lists' skin (a safety cap; Metropolis proposals beyond it are rejected, which keeps
-the proposal symmetric).
-
-The potential is any :class:`jaxinfo.potentials.Potential` (Lennard-Jones, Morse, Sutton–Chen)
-or any JAX callable ``energy_fn(positions, cell) -> scalar`` in eV, such as a wrapped jax-md
-energy (see :mod:`jaxinfo.potentials`). Energy evaluations are counted as calls of the
-potential: one at the start, one per gradient step or per Metropolis proposal within the
-distance limit, and for Metropolis one re-evaluation of the current state each time the
-reference grows.
+update)`` in the manner of jax-md's ``simulate`` and optax: ``update(state) -> state`` is pure
+and runs under ``jax.jit`` and ``jax.lax.scan``. The :class:`GenerationState` carries
+positions, cell, the neighbour lists (top-k at every evaluation, so never stale), the growing
+:class:`~jaxinfo.objectives.Reference` and the optimiser state. When atoms have moved more than
+half a skin since allocation, ``update`` leaves the state unchanged with ``overflow`` set: call
+``allocate`` again and go on, as with jax-md's neighbour lists. No step brings two atoms
+(periodic images included) closer than ``min_distance``. :func:`generate` is a thin host loop
+over the steps that emits a frame every ``sample_every`` steps.
 
 Example:
     >>> import jax
@@ -83,8 +63,9 @@ from jaxinfo._validation import (
 from jaxinfo.batching import descriptors as dataset_descriptors
 from jaxinfo.descriptor import DEFAULT_CUTOFF, DEFAULT_K, structure_descriptors
 from jaxinfo.estimators import DEFAULT_BANDWIDTH
-from jaxinfo.neighbours import neighbour_list
+from jaxinfo.neighbours import allocate_lists, neighbour_list
 from jaxinfo.objectives import (
+    DESCRIPTOR_SKIN,
     INFORMATION_KINDS,
     Reference,
     as_reference_rows,
@@ -95,7 +76,6 @@ from jaxinfo.objectives import (
 from jaxinfo.potentials import Potential, as_potential, minimum_distance
 
 __all__ = [
-    "INFORMATION_TERMS",
     "GenerationFns",
     "GenerationObjective",
     "GenerationResult",
@@ -105,9 +85,6 @@ __all__ = [
     "metropolis",
 ]
 
-INFORMATION_TERMS = INFORMATION_KINDS
-#: Extra radius (Å) of the descriptor's candidate list.
-DESCRIPTOR_SKIN = 0.5
 _MAX_HALVINGS = 10
 
 
@@ -115,8 +92,8 @@ _MAX_HALVINGS = 10
 class GenerationResult:
     """Frames and per-step history of a generation run.
 
-    Per-step arrays have one entry per evaluated state (``n_steps + 1`` per walker for gradient
-    ascent, ``n_steps + 1`` per walker for Metropolis, recorded after each accept/reject).
+    Per-step arrays have ``n_steps + 1`` entries per walker: the start and each step (for
+    Metropolis, the state after the accept/reject).
 
     Attributes:
         frames: emitted structures (``ase.Atoms``); ``info`` holds ``method``, ``walker``,
@@ -129,7 +106,9 @@ class GenerationResult:
         walker: (n_records,) index of the seed each record belongs to.
         energy_evaluations: (n_records,) cumulative potential evaluations at each record.
         accepted: (n_records,) bool, Metropolis acceptances (all True for gradient ascent).
-        total_energy_evaluations: potential evaluations spent in all.
+        total_energy_evaluations: potential evaluations spent in all: one at the start of a
+            walker, one per gradient step or per Metropolis proposal within the limits, and
+            for Metropolis one re-evaluation each time the reference grows.
         min_distance_limit: the enforced minimum distance, Å.
         method: ``"gradient"`` or ``"metropolis"``.
         wall_time: seconds spent, compilation included.
@@ -216,9 +195,9 @@ class GenerationObjective:
     cutoff: float = DEFAULT_CUTOFF
 
     def __post_init__(self):
-        if self.information not in INFORMATION_TERMS:
+        if self.information not in INFORMATION_KINDS:
             raise ValueError(
-                f"information must be one of {INFORMATION_TERMS}, got {self.information!r}"
+                f"information must be one of {INFORMATION_KINDS}, got {self.information!r}"
             )
         h = check_bandwidth(self.h)
         if h.ndim != 0:
@@ -254,43 +233,27 @@ class GenerationObjective:
     def allocate(self, positions, cell, pbc, like=None):
         """Neighbour lists ``(descriptor, potential or None)`` on the host (``like``: lists
         whose capacities are kept when they suffice)."""
-        like = like or (None, None)
-        return tuple(
-            None if fns is None else fns.allocate(positions, cell, pbc, like=old)
-            for fns, old in zip(self.neighbour_lists(), like, strict=True)
-        )
+        return allocate_lists(self.neighbour_lists(), positions, cell, pbc, like)
 
     def evaluate(self, positions, strain, cell, neighbours, reference: Reference):
-        """``(λ·I − E/kT, Evaluation)`` at positions and cell deformed by ``I + sym(strain)``.
+        """``(λ·I − E/kT, evaluation)`` at positions and cell deformed by ``I + sym(strain)``.
 
         Differentiable in positions (n, 3) Å and strain (3, 3); the lists are updated here.
+        ``evaluation`` is a dict of ``information``, ``energy``, ``min_distance``,
+        ``descriptors``, the updated ``neighbours`` and ``overflow``.
         """
         deform = jnp.eye(3, dtype=positions.dtype) + 0.5 * (strain + strain.T)
         positions, cell = positions @ deform, cell @ deform
-        desc_fns, pot_fns = self.neighbour_lists()
-        desc_list, pot_list = neighbours
-        desc_list = desc_fns.update(positions, cell, desc_list)
-        overflow, table = desc_list.overflow, None
-        if pot_fns is not None:
-            overflow = overflow | pot_fns.stale(positions, cell, pot_list)
-            table = pot_list.candidates
+        desc_list = self.neighbour_lists()[0].update(positions, cell, neighbours[0])
+        energy, stale = self.potential.listed_energy(positions, cell, neighbours[1])
         x = structure_descriptors(positions, cell, desc_list.table, self.cutoff)
         info = information(x, reference, self.h, self.information, self.saturation)
-        energy = self.potential.energy(positions, cell, table)
-        d_min = minimum_distance(positions, cell, desc_list.table)
-        evaluation = Evaluation(info, energy, d_min, x, (desc_list, pot_list), overflow)
+        evaluation = dict(
+            information=info, energy=energy, descriptors=x,
+            min_distance=minimum_distance(positions, cell, desc_list.table),
+            neighbours=(desc_list, neighbours[1]), overflow=desc_list.overflow | stale,
+        )  # fmt: skip
         return self.weight * info - energy / self.kT, evaluation
-
-
-class Evaluation(NamedTuple):
-    """Auxiliary output of :meth:`GenerationObjective.evaluate`."""
-
-    information: jax.Array
-    energy: jax.Array
-    min_distance: jax.Array
-    descriptors: jax.Array
-    neighbours: tuple
-    overflow: jax.Array
 
 
 class GenerationState(NamedTuple):
@@ -381,19 +344,12 @@ def _cap_norms(move, limit):
     return move * jnp.minimum(1.0, limit / jnp.maximum(norms, jnp.finfo(move.dtype).tiny))
 
 
-def _with(state: GenerationState, evaluation: Evaluation, objective: GenerationObjective, **kw):
+def _with(state: GenerationState, evaluation: dict, objective: GenerationObjective, **kw):
     """The state at a new evaluation (objective measured from the seed energy)."""
-    value = objective.weight * evaluation.information
-    value = value - (evaluation.energy - state.seed_energy) / objective.kT
-    return state._replace(
-        objective=value,
-        information=evaluation.information,
-        energy=evaluation.energy,
-        min_distance=evaluation.min_distance,
-        descriptors=evaluation.descriptors,
-        neighbours=evaluation.neighbours,
-        **kw,
-    )
+    value = objective.weight * evaluation["information"]
+    value = value - (evaluation["energy"] - state.seed_energy) / objective.kT
+    fields = {name: v for name, v in evaluation.items() if name != "overflow"}
+    return state._replace(objective=value, **fields, **kw)
 
 
 def _grown(state: GenerationState, grow_every, h) -> GenerationState:
@@ -432,11 +388,11 @@ def _initial_state(objective, positions, cell, neighbours, reference, key, with_
         _, evaluation = objective.evaluate(*args)
     state = GenerationState(
         positions=positions, cell=cell, neighbours=neighbours, reference=reference,
-        objective=None, information=None, energy=None, seed_energy=evaluation.energy,
+        objective=None, information=None, energy=None, seed_energy=evaluation["energy"],
         min_distance=None, descriptors=None, gradient=gradient, optimizer_state=None,
         key=jax.random.key(0) if key is None else key, step=jnp.zeros((), jnp.int32),
         evaluations=jnp.ones((), jnp.int32), accepted=jnp.asarray(True),
-        overflow=evaluation.overflow,
+        overflow=evaluation["overflow"],
     )  # fmt: skip
     return _with(state, evaluation, objective)
 
@@ -468,7 +424,7 @@ def gradient_ascent(
     ``max_displacement`` per atom, plus Gaussian ``noise`` (the sum capped at 0.45 of the lists'
     skin); the strain is symmetrised and clipped at ``max_strain`` per component, the atoms
     following the cell affinely. Steps that would bring atoms closer than ``min_distance`` are
-    halved until they do not.
+    halved until they do not (after 10 halvings the atoms stay put).
 
     Args:
         objective: the :class:`GenerationObjective`.
@@ -547,7 +503,7 @@ def gradient_ascent(
             gradient={"positions": g_pos, "strain": g_strain}, optimizer_state=opt_state,
             step=state.step + 1, evaluations=state.evaluations + 1, accepted=jnp.asarray(True),
         )  # fmt: skip
-        return _unless_overflow(state, _grown(new, grow_every, objective.h), evaluation.overflow)
+        return _unless_overflow(state, _grown(new, grow_every, objective.h), evaluation["overflow"])
 
     allocate = _allocator(objective, cell_step_size > 0)
     return GenerationFns(allocate, init, update, objective, "gradient", min_distance, grow_every)
@@ -638,7 +594,7 @@ def metropolis(
             accepted=accept,
         )
         new = _grown(new, grow_every, objective.h)
-        return _unless_overflow(state, new, allowed & evaluation.overflow)
+        return _unless_overflow(state, new, allowed & evaluation["overflow"])
 
     allocate = _allocator(objective, cell_displacement > 0)
     return GenerationFns(allocate, init, update, objective, "metropolis", min_distance, grow_every)
@@ -760,13 +716,10 @@ def generate(
         spent += int(state.evaluations)
         reference = state.reference
     walker, offset, *columns = (np.array(column) for column in zip(*history, strict=True))
-    values = dict(zip(_RECORDED, columns, strict=True))
+    values = {name: v.astype(np.float64) for name, v in zip(_RECORDED, columns, strict=True)}
     return GenerationResult(
         frames=frames,
-        objective=values["objective"].astype(np.float64),
-        information=values["information"].astype(np.float64),
-        energy=values["energy"].astype(np.float64),
-        min_distance=values["min_distance"].astype(np.float64),
+        **{name: values[name] for name in ("objective", "information", "energy", "min_distance")},
         walker=walker.astype(np.int64),
         energy_evaluations=(offset + values["evaluations"]).astype(np.int64),
         accepted=values["accepted"].astype(bool),

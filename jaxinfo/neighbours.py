@@ -35,6 +35,7 @@ __all__ = [
     "NeighbourList",
     "NeighbourListFns",
     "NeighbourTable",
+    "allocate_lists",
     "neighbour_list",
     "neighbour_table",
     "pad_table",
@@ -525,6 +526,16 @@ def neighbour_list(
         return neighbours.overflow | moved_too_far(positions, cell, neighbours)
 
     return NeighbourListFns(allocate=allocate, update=update, stale=stale)
+
+
+def allocate_lists(fns, positions, cell, pbc, like=None) -> tuple:
+    """Allocates a tuple of lists on the host, one per :class:`NeighbourListFns` in ``fns``
+    (None gives None), keeping the capacities of the matching lists of ``like``."""
+    like = like or (None,) * len(fns)
+    return tuple(
+        None if f is None else f.allocate(positions, cell, pbc, like=old)
+        for f, old in zip(fns, like, strict=True)
+    )
 
 
 def _lattice(cell, pbc):

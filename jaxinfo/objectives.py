@@ -28,8 +28,10 @@ from jaxinfo.descriptor import DEFAULT_CUTOFF, structure_descriptors
 from jaxinfo.kernels import log_kernel_sums
 
 __all__ = [
+    "DESCRIPTOR_SKIN",
     "INFORMATION_KINDS",
     "Reference",
+    "delta_entropies",
     "information",
     "reference_add",
     "reference_init",
@@ -37,6 +39,8 @@ __all__ = [
 ]
 
 INFORMATION_KINDS = ("mean", "max", "entropy")
+#: Extra radius (Å) of the candidate lists behind descriptor tables in generation and MD.
+DESCRIPTOR_SKIN = 0.5
 
 
 @jax.tree_util.register_dataclass

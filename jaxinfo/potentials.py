@@ -166,6 +166,15 @@ class Potential:
         ``stale`` is False, so loops under ``jax.jit`` need no host rebuild."""
         return None if self.cutoff is None else neighbour_list(1, self.cutoff, skin=self.skin)
 
+    def listed_energy(self, positions, cell, neighbours):
+        """``(energy, stale)``: :meth:`energy` on the candidates of a list from
+        :meth:`neighbour_list` (None without a cutoff) and whether that list is stale here."""
+        fns = self.neighbour_list()
+        if fns is None:
+            return self.energy(positions, cell, None), jnp.zeros((), bool)
+        stale = fns.stale(positions, cell, neighbours)
+        return self.energy(positions, cell, neighbours.candidates), stale
+
     @property
     def table_cutoff(self) -> float | None:
         """Radius of the neighbour table, ``cutoff + skin`` in Å (None without a cutoff)."""
