@@ -379,16 +379,16 @@ def run_md(
         visited: optional (N, 2k − 1) descriptors that start the visited set (e.g. from an
             earlier run); the starting frame is deposited in any case.
         seed: seeds the initial velocities and the Langevin noise.
-        record_every: steps between recorded frames; a multiple of ``rebuild_every``.
-        rebuild_every: steps per compiled chunk (the neighbour lists are re-allocated only
-            when they overflow); must divide ``bias.deposit_every``.
+        record_every: steps between recorded frames.
+        rebuild_every: most steps per compiled chunk (the neighbour lists are re-allocated
+            only when they overflow).
 
     Returns:
         An :class:`MDResult`.
 
     Raises:
         ValueError: for bad geometry, n_steps < 1, timestep <= 0, temperature <= 0,
-            friction <= 0, or intervals that are not multiples of ``rebuild_every``.
+            friction <= 0, or intervals < 1.
         RuntimeError: if an atom moves more than half the skin in a single step (timestep far
             too large or exploding dynamics).
 
@@ -413,18 +413,9 @@ def run_md(
         friction = check_positive("friction (1/fs)", friction)
     rebuild_every = check_count("rebuild_every", rebuild_every)
     record_every = check_count("record_every", record_every)
-    if record_every % rebuild_every:
-        raise ValueError(
-            f"record_every ({record_every}) must be a multiple of rebuild_every ({rebuild_every})"
-        )
-    if bias is not None:
-        if not isinstance(bias, DeltaEntropyBias):
-            raise ValueError(f"bias must be a DeltaEntropyBias or None, got {bias!r}")
-        if bias.deposit_every % rebuild_every:
-            raise ValueError(
-                f"bias.deposit_every ({bias.deposit_every}) must be a multiple of "
-                f"rebuild_every ({rebuild_every})"
-            )
+    if bias is not None and not isinstance(bias, DeltaEntropyBias):
+        raise ValueError(f"bias must be a DeltaEntropyBias or None, got {bias!r}")
+    events = (rebuild_every, record_every) + ((bias.deposit_every,) if bias else ())
     masses = np.asarray(atoms.get_masses(), dtype=np.float64)
     if np.any(masses <= 0):
         raise ValueError("all masses must be > 0 (amu)")
@@ -474,7 +465,7 @@ def run_md(
     record(state, 0, *energies[0][::2])
     step = 0
     while step < n_steps:
-        todo = min(rebuild_every - step % rebuild_every, n_steps - step)
+        todo = min(n_steps - step, *(every - step % every for every in events))
         state, chunk_energies, done = _chunk(
             state, cell_j, neighbours, reference, masses_j, kT, key, step, todo,
             n=rebuild_every, **static,

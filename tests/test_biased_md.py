@@ -85,6 +85,22 @@ def test_bias_energy_formulas(kind, dtype):
     assert float(value) == pytest.approx(expected, rel=rel, abs=1e-12)
 
 
+@pytest.mark.slow
+def test_chunks_end_at_every_record_and_deposit_and_do_not_change_the_run(crystal):
+    bias = dataclasses.replace(BIAS, deposit_every=15)
+    settings = dict(n_steps=30, timestep=4.0, temperature=900.0, friction=0.02, bias=bias)
+    runs = [
+        run_md(crystal, POTENTIAL, **settings, seed=2, record_every=15, rebuild_every=every)
+        for every in (10, 7)
+    ]
+    for run in runs:
+        assert run.deposit_steps == [0, 15]
+        assert [frame.info["step"] for frame in run.frames] == [0, 15, 30]
+    first, second = (run.frames[-1].positions for run in runs)
+    np.testing.assert_allclose(first, second, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(runs[0].total_energy, runs[1].total_energy, rtol=1e-6)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
@@ -92,8 +108,8 @@ def test_bias_energy_formulas(kind, dtype):
         (dict(temperature=-5.0), "temperature"),
         (dict(friction=0.0), "friction"),
         (dict(n_steps=0), "n_steps"),
-        (dict(record_every=15), "record_every"),
-        (dict(bias=DeltaEntropyBias(1.0, deposit_every=15)), "deposit_every"),
+        (dict(record_every=0), "record_every"),
+        (dict(rebuild_every=0), "rebuild_every"),
         (dict(bias="strong"), "bias"),
     ],
 )
