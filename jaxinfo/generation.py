@@ -203,18 +203,14 @@ class GenerationObjective:
         if h.ndim != 0:
             raise ValueError(f"generation needs a scalar bandwidth h, got shape {h.shape}")
         saturation = self.saturation
-        for name, value in (
-            ("potential", as_potential(self.potential)),
-            ("kT", check_positive("kT (eV)", self.kT)),
-            ("weight", check_positive("weight", self.weight, allow_zero=True)),
-            (
-                "saturation",
-                None if saturation is None else check_positive("saturation", saturation),
-            ),
-            ("h", float(h)),
-            ("k", check_k(self.k)),
-            ("cutoff", check_cutoff(self.cutoff)),
-        ):
+        checked = dict(
+            potential=as_potential(self.potential),
+            kT=check_positive("kT (eV)", self.kT),
+            weight=check_positive("weight", self.weight, allow_zero=True),
+            saturation=None if saturation is None else check_positive("saturation", saturation),
+            h=float(h), k=check_k(self.k), cutoff=check_cutoff(self.cutoff),
+        )  # fmt: skip
+        for name, value in checked.items():
             object.__setattr__(self, name, value)
 
     def neighbour_lists(self):
@@ -328,6 +324,11 @@ def _allocator(objective: GenerationObjective, cell_moves: bool):
         return objective.allocate(positions, cell, pbc, like=like)
 
     return allocate
+
+
+def _check_guards(min_distance, grow_every):
+    min_distance = check_positive("min_distance (Å)", min_distance, allow_zero=True)
+    return min_distance, None if grow_every is None else check_count("grow_every", grow_every)
 
 
 def _deformed(positions, cell, move, strain):
@@ -452,15 +453,13 @@ def gradient_ascent(
     noise = check_positive("noise (Å)", noise, allow_zero=True)
     cell_step_size = check_positive("cell_step_size (1/eV)", cell_step_size, allow_zero=True)
     max_strain = check_positive("max_strain", max_strain) if cell_step_size > 0 else 0.0
-    min_distance = check_positive("min_distance (Å)", min_distance, allow_zero=True)
+    min_distance, grow_every = _check_guards(min_distance, grow_every)
     limit = objective.step_limit(max_strain)
     if max_displacement > limit:
         raise ValueError(
             f"max_displacement ({max_displacement} Å) must be <= {limit:.3g} Å: 0.45 of the "
             "neighbour lists' skin, less the strain's share"
         )
-    if grow_every is not None:
-        grow_every = check_count("grow_every", grow_every)
     optimizer = optax.sgd(1.0) if optimizer is None else optimizer
     mobility = {"positions": step_size * objective.kT, "strain": cell_step_size * objective.kT}
     value_and_grad = jax.value_and_grad(objective.evaluate, argnums=(0, 1), has_aux=True)
@@ -545,9 +544,7 @@ def metropolis(
     temperature_mc = check_positive("temperature_mc", temperature_mc)
     displacement = check_positive("displacement (Å)", displacement)
     cell_displacement = check_positive("cell_displacement", cell_displacement, allow_zero=True)
-    min_distance = check_positive("min_distance (Å)", min_distance, allow_zero=True)
-    if grow_every is not None:
-        grow_every = check_count("grow_every", grow_every)
+    min_distance, grow_every = _check_guards(min_distance, grow_every)
     radius = max(objective.cutoff + DESCRIPTOR_SKIN, objective.potential.table_cutoff or 0.0)
     min_skin = 2.0 * objective.step_limit()
 

@@ -123,14 +123,6 @@ def minimum_distance(positions, cell, table: NeighbourTable):
     return jnp.min(jnp.where(mask, distance, jnp.inf))
 
 
-def _check_switch(onset, cutoff):
-    cutoff = check_cutoff(cutoff)
-    onset = float(onset)
-    if not (0.0 <= onset < cutoff):
-        raise ValueError(f"onset must satisfy 0 <= onset < cutoff ({cutoff} Å), got {onset}")
-    return onset, cutoff
-
-
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Potential:
     """Base class: a pure energy function plus the plan of its neighbour table.
@@ -190,14 +182,20 @@ class Potential:
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class _PairPotential(Potential):
+class _Switched(Potential):
     cutoff: float = 6.0
     onset: float = 5.0
 
     def __post_init__(self):
         super().__post_init__()
-        _check_switch(self.onset, self.cutoff)
+        if not (0.0 <= float(self.onset) < self.cutoff):
+            raise ValueError(
+                f"onset must satisfy 0 <= onset < cutoff ({self.cutoff} Å), got {self.onset}"
+            )
 
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class _PairPotential(_Switched):
     def pair_energy(self, r):
         """Unswitched pair energy φ(r) in eV for distances r in Å."""
         raise NotImplementedError
@@ -276,7 +274,7 @@ class Morse(_PairPotential):
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class SuttonChen(Potential):
+class SuttonChen(_Switched):
     """Sutton–Chen analytic embedded-atom potential, smoothly switched off.
 
     ``E = ε Σ_i [½ Σ_j (a/r_ij)^n S(r_ij) − c sqrt(ρ_i)]`` with
@@ -303,8 +301,6 @@ class SuttonChen(Potential):
         -3.39
     """
 
-    cutoff: float = 6.0
-    onset: float = 5.0
     epsilon: float = 1.2382e-2
     c: float = 39.432
     a: float = 3.61
@@ -313,7 +309,6 @@ class SuttonChen(Potential):
 
     def __post_init__(self):
         super().__post_init__()
-        _check_switch(self.onset, self.cutoff)
         for name in ("epsilon", "c", "a", "n", "m"):
             check_positive(name, getattr(self, name))
 
