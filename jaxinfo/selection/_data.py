@@ -9,7 +9,7 @@ import jax
 import numpy as np
 
 from jaxinfo._validation import check_bandwidth
-from jaxinfo.kernels import log_kernel_sums, padded_length
+from jaxinfo.kernels import log_kernel_sums
 
 
 class _Data(NamedTuple):
@@ -114,11 +114,6 @@ def _check_indices(indices, n: int) -> np.ndarray:
     if len(np.unique(idx)) != len(idx):
         raise ValueError("indices contain duplicates")
     return idx.astype(np.int64)
-
-
-def _bucket(n: int, block_size: int) -> int:
-    block, n_blocks = padded_length(n, block_size)
-    return block * n_blocks
 
 
 def _pad_host(a: np.ndarray, n: int) -> np.ndarray:
