@@ -94,15 +94,6 @@ def _check_h(h) -> float:
     return float(arr)
 
 
-def _check_entropies(entropies, n: int) -> np.ndarray:
-    values = np.asarray(entropies, dtype=np.float64)
-    if values.shape != (n,):
-        raise ValueError(f"entropies must have shape ({n},), got {values.shape}")
-    if not np.all(np.isfinite(values)):
-        raise ValueError("entropies contain NaN or inf")
-    return values
-
-
 def _check_indices(indices, n: int) -> np.ndarray:
     idx = np.asarray(indices)
     if idx.ndim != 1 or idx.size == 0:

@@ -11,14 +11,7 @@ import numpy as np
 from jaxinfo._buckets import geometric_bucket
 from jaxinfo.estimators import DEFAULT_BANDWIDTH
 from jaxinfo.kernels import DEFAULT_BLOCK_SIZE
-from jaxinfo.selection._data import (
-    _check_entropies,
-    _check_h,
-    _check_size,
-    _Data,
-    _pad_host,
-    _prepare,
-)
+from jaxinfo.selection._data import _check_h, _check_size, _Data, _pad_host, _prepare
 from jaxinfo.selection.summaries import _structure_entropies
 
 __all__ = ["kmeans", "select_fps", "select_kmeans", "select_random"]
@@ -91,11 +84,7 @@ def select_fps(
     """
     data = _prepare(per_structure)
     size, h = _check_size(size, data.n), _check_h(h)
-    entropies = (
-        _structure_entropies(data, h, block_size)
-        if entropies is None
-        else _check_entropies(entropies, data.n)
-    )
+    entropies = _structure_entropies(data, h, block_size, entropies)
     selected = [int(np.argmax(entropies))]
     available = np.ones(data.n, dtype=bool)
     available[selected[0]] = False

@@ -6,14 +6,7 @@ import numpy as np
 
 from jaxinfo.estimators import DEFAULT_BANDWIDTH
 from jaxinfo.kernels import DEFAULT_BLOCK_SIZE
-from jaxinfo.selection._data import (
-    _check_entropies,
-    _check_h,
-    _check_size,
-    _Data,
-    _lks,
-    _prepare,
-)
+from jaxinfo.selection._data import _check_h, _check_size, _Data, _lks, _prepare
 from jaxinfo.selection.summaries import _structure_entropies
 
 __all__ = ["select_msc", "select_msc_conditional"]
@@ -79,11 +72,7 @@ def select_msc(
     """
     data = _prepare(per_structure)
     size, h = _check_size(size, data.n), _check_h(h)
-    entropies = (
-        _structure_entropies(data, h, block_size)
-        if entropies is None
-        else _check_entropies(entropies, data.n)
-    )
+    entropies = _structure_entropies(data, h, block_size, entropies)
     return _msc(data, size, h, entropies, None, block_size)
 
 
@@ -117,11 +106,7 @@ def select_msc_conditional(
     data = _prepare(per_structure)
     size, h = _check_size(size, data.n), _check_h(h)
     ref = _prepare_reference(reference, data)
-    entropies = (
-        _structure_entropies(data, h, block_size)
-        if entropies is None
-        else _check_entropies(entropies, data.n)
-    )
+    entropies = _structure_entropies(data, h, block_size, entropies)
     if ref is None:
         return _msc(data, size, h, entropies, None, block_size)
     log_cover = _lks(data.x, ref, h, block_size)

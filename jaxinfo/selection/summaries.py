@@ -9,13 +9,7 @@ from jax.scipy.special import logsumexp
 
 from jaxinfo.estimators import DEFAULT_BANDWIDTH, DEFAULT_OVERLAP_EPS, _reductions
 from jaxinfo.kernels import DEFAULT_BLOCK_SIZE, log_kernel_sums
-from jaxinfo.selection._data import (
-    _check_h,
-    _check_indices,
-    _Data,
-    _lks,
-    _prepare,
-)
+from jaxinfo.selection._data import _check_h, _check_indices, _Data, _lks, _prepare
 
 __all__ = ["selection_summary", "sequential_metrics", "structure_entropies", "weighted_entropy"]
 
@@ -44,8 +38,16 @@ def structure_entropies(
     return _structure_entropies(data, h, block_size)
 
 
-def _structure_entropies(data: _Data, h: float, block_size: int) -> np.ndarray:
-    return np.array([_entropy_and_diversity(_lks(p, p, h, block_size))[0] for p in data.parts])
+def _structure_entropies(data: _Data, h: float, block_size: int, entropies=None) -> np.ndarray:
+    """(n,) float64 H_s in nats: ``entropies`` checked, or computed from ``data`` when None."""
+    if entropies is None:
+        return np.array([_entropy_and_diversity(_lks(p, p, h, block_size))[0] for p in data.parts])
+    values = np.asarray(entropies, dtype=np.float64)
+    if values.shape != (data.n,):
+        raise ValueError(f"entropies must have shape ({data.n},), got {values.shape}")
+    if not np.all(np.isfinite(values)):
+        raise ValueError("entropies contain NaN or inf")
+    return values
 
 
 def selection_summary(
