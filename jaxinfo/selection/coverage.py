@@ -107,39 +107,33 @@ def select_msc_conditional(
     size, h = _check_size(size, data.n), _check_h(h)
     ref = _prepare_reference(reference, data)
     entropies = _structure_entropies(data, h, block_size, entropies)
-    if ref is None:
-        return _msc(data, size, h, entropies, None, block_size)
-    log_cover = _lks(data.x, ref, h, block_size)
+    log_cover = None if ref is None else _lks(data.x, ref, h, block_size)
     return _msc(data, size, h, entropies, log_cover, block_size)
 
 
 def _prepare_reference(reference, data: _Data):
-    """(m, d) reference array, or None for an empty reference; checks its width."""
+    """(m, d) reference rows in the dtype of ``data.x``, or None for an empty reference.
+
+    A list or tuple of arrays is stacked (its empty arrays dropped); the rows get the checks of
+    :func:`_prepare` (2-D, one width, finite), then their width is matched to ``data``.
+    """
     if reference is None:
         raise ValueError("msc_conditional needs reference= descriptors (an (m, d) array)")
     if isinstance(reference, (list, tuple)):
-        parts = [np.asarray(r) for r in reference]
-        parts = [p for p in parts if p.size > 0]
-        if not parts:
-            return None
-        for p in parts:
-            if p.ndim != 2:
-                raise ValueError(f"reference arrays must be 2-D (m, d), got shape {p.shape}")
-        widths = {p.shape[1] for p in parts}
-        if len(widths) > 1:
-            raise ValueError(f"reference arrays have inconsistent widths {sorted(widths)}")
-        ref = np.concatenate(parts, axis=0)
+        parts = [p for p in map(np.asarray, reference) if p.size > 0]
     else:
-        ref = np.asarray(reference)
-        if ref.ndim != 2:
-            raise ValueError(f"reference must be a 2-D array (m, d), got shape {ref.shape}")
-        if ref.shape[0] == 0:
-            return None
+        parts = [np.asarray(reference)]
+        if parts[0].ndim == 2 and parts[0].shape[0] == 0:
+            parts = []
+    if not parts:
+        return None
+    try:
+        ref = _prepare(parts).x
+    except ValueError as err:
+        raise ValueError(f"reference: {err}") from None
     if ref.shape[1] != data.x.shape[1]:
         raise ValueError(
             f"reference width {ref.shape[1]} differs from the descriptor width "
             f"{data.x.shape[1]} of the structures"
         )
-    if not np.isfinite(ref).all():
-        raise ValueError("reference descriptors contain NaN or inf")
     return ref.astype(data.x.dtype)
