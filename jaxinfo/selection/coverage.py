@@ -14,27 +14,21 @@ __all__ = ["select_msc", "select_msc_conditional"]
 
 def _msc(data: _Data, size, h, entropies, log_cover, block_size) -> np.ndarray:
     """Greedy msc from accumulated log kernel sums ``log_cover`` (None: seed step first)."""
+    seed = log_cover is None
+    if seed:
+        log_cover = np.full(data.x.shape[0], -np.inf)
     available = np.ones(data.n, dtype=bool)
     selected: list[int] = []
-
-    def take(i):
-        selected.append(i)
-        available[i] = False
-
-    if log_cover is None:
-        log_cover = np.full(data.x.shape[0], -np.inf)
-        take(int(np.argmax(entropies)))
-        if size > 1:
-            log_cover = np.logaddexp(
-                log_cover, _lks(data.x, data.parts[selected[-1]], h, block_size)
-            )
     while len(selected) < size:
-        worst = np.minimum.reduceat(log_cover, data.offsets)  # log min_{e in s} A_e
-        score = np.where(available, entropies - worst, -np.inf)
-        take(int(np.argmax(score)))
+        if seed and not selected:  # the structure of highest own entropy
+            pick = int(np.argmax(entropies))
+        else:
+            worst = np.minimum.reduceat(log_cover, data.offsets)  # log min_{e in s} A_e
+            pick = int(np.argmax(np.where(available, entropies - worst, -np.inf)))
+        selected.append(pick)
+        available[pick] = False
         if len(selected) < size:
-            new = _lks(data.x, data.parts[selected[-1]], h, block_size)
-            log_cover = np.logaddexp(log_cover, new)
+            log_cover = np.logaddexp(log_cover, _lks(data.x, data.parts[pick], h, block_size))
     return np.asarray(selected, dtype=np.int64)
 
 
