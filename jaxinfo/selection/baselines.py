@@ -86,15 +86,13 @@ def select_fps(
     size, h = _check_size(size, data.n), _check_h(h)
     entropies = _structure_entropies(data, h, block_size, entropies)
     selected = [int(np.argmax(entropies))]
-    available = np.ones(data.n, dtype=bool)
-    available[selected[0]] = False
-    nearest = np.full(data.n, np.inf)
+    nearest = np.full(data.n, np.inf)  # D to the nearest selected structure; -inf: selected
+    nearest[selected[0]] = -np.inf
     x_padded = _pad_environments(data.x) if size > 1 else None
     while len(selected) < size:
         nearest = np.minimum(nearest, _structure_distances(data, x_padded, selected[-1]))
-        pick = int(np.argmax(np.where(available, nearest, -np.inf)))
-        selected.append(pick)
-        available[pick] = False
+        selected.append(int(np.argmax(nearest)))
+        nearest[selected[-1]] = -np.inf
     return np.asarray(selected, dtype=np.int64)
 
 
