@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import operator
 from typing import NamedTuple
 
 import jax
@@ -12,14 +11,10 @@ import numpy as np
 import optax
 from jax.scipy.special import logsumexp
 
+from jaxinfo._validation import check_count, check_positive
 from jaxinfo.estimators import DEFAULT_BANDWIDTH
 from jaxinfo.kernels import DEFAULT_BLOCK_SIZE, log_kernel_sums
-from jaxinfo.selection._data import (
-    _check_h,
-    _check_size,
-    _lks,
-    _prepare,
-)
+from jaxinfo.selection._data import _check_h, _check_size, _lks, _prepare
 
 __all__ = ["GradientResult", "select_gradient"]
 
@@ -273,14 +268,9 @@ def select_gradient(
         raise ValueError(f"relaxation must be one of {_RELAXATIONS}, got {relaxation!r}")
     if mode not in ("auto", "matrix", "blocked"):
         raise ValueError(f"mode must be 'auto', 'matrix' or 'blocked', got {mode!r}")
-    steps = operator.index(steps)
-    if steps < 1:
-        raise ValueError(f"steps must be >= 1, got {steps}")
-    if not (np.isfinite(learning_rate) and learning_rate > 0):
-        raise ValueError(f"learning_rate must be > 0, got {learning_rate!r}")
-    max_swaps = size if max_swaps is None else operator.index(max_swaps)
-    if max_swaps < 0:
-        raise ValueError(f"max_swaps must be >= 0, got {max_swaps}")
+    steps = check_count("steps", steps)
+    learning_rate = check_positive("learning_rate", learning_rate)
+    max_swaps = size if max_swaps is None else check_count("max_swaps", max_swaps, minimum=0)
     n, n_env = data.n, int(data.x.shape[0])
     dtype = data.x.dtype
     if mode == "auto":
