@@ -64,8 +64,10 @@ def _blocked_log_q(w, lam, x, own_log, owner, h, block_size):
     return jnp.logaddexp(log_sums, jnp.log(lam * (1.0 - v) + _WEIGHT_FLOOR) + own_log)
 
 
-def _objective_fn(arrays, sizes, owner, objective, blocked, block_size):
-    """f(w, lam): the relaxed objective (exact subset objective at 0/1 weights and lam = 1)."""
+def _objective_fn(problem, objective, blocked, block_size):
+    """f(w, lam): the relaxed objective (exact subset objective at 0/1 weights and lam = 1) of
+    ``problem = (arrays, sizes, owner)``, ``arrays`` as unpacked below for each mode."""
+    arrays, sizes, owner = problem
 
     def fn(w, lam):
         if blocked:
@@ -123,35 +125,19 @@ def _ascent(fn, w0, schedule, size, learning_rate, steps, optimiser=None):
 
 @functools.partial(jax.jit, static_argnames=("steps", "objective", "blocked", "block_size"))
 def _run_ascents(
-    w0,
-    schedules,
-    size,
-    learning_rate,
-    arrays,
-    sizes,
-    owner,
-    *,
-    steps,
-    objective,
-    blocked,
-    block_size,
+    w0, schedules, size, learning_rate, problem, *, steps, objective, blocked, block_size
 ):
     """All relaxations' ascents (vmapped over schedules) as one compiled function."""
-    fn = _objective_fn(arrays, sizes, owner, objective, blocked, block_size)
+    fn = _objective_fn(problem, objective, blocked, block_size)
     return jax.vmap(lambda s: _ascent(fn, w0, s, size, learning_rate, steps))(schedules)
 
 
-@functools.partial(jax.jit, static_argnames=("objective", "blocked", "block_size"))
-def _exact_values(w_batch, arrays, sizes, owner, *, objective, blocked, block_size):
-    """Exact objective of a batch of 0/1 weight vectors (lam = 1)."""
-    fn = _objective_fn(arrays, sizes, owner, objective, blocked, block_size)
-    return jax.vmap(lambda w: fn(w, 1.0))(w_batch)
-
-
-@functools.partial(jax.jit, static_argnames=("objective", "blocked", "block_size"))
-def _exact_value_and_grad(w, arrays, sizes, owner, *, objective, blocked, block_size):
-    fn = _objective_fn(arrays, sizes, owner, objective, blocked, block_size)
-    return jax.value_and_grad(lambda w: fn(w, 1.0))(w)
+@functools.partial(jax.jit, static_argnames=("objective", "blocked", "block_size", "grad"))
+def _exact(w, problem, *, objective, blocked, block_size, grad=False):
+    """Exact objective (lam = 1) of a batch of 0/1 weight vectors, or (value, gradient) at one."""
+    fn = _objective_fn(problem, objective, blocked, block_size)
+    exact = functools.partial(fn, lam=1.0)
+    return jax.value_and_grad(exact)(w) if grad else jax.vmap(exact)(w)
 
 
 def _top(weights, size):
@@ -290,7 +276,7 @@ def select_gradient(
         own_log = np.concatenate([_lks(p, p, h, block_size) for p in data.parts])
         arrays = (jnp.asarray(data.x), jnp.asarray(own_log, dtype=dtype), jnp.asarray(h, dtype))
     static = {"objective": objective, "blocked": mode == "blocked", "block_size": int(block_size)}
-    common = (arrays, jnp.asarray(data.sizes, dtype=dtype), jnp.asarray(data.owner))
+    problem = (arrays, jnp.asarray(data.sizes, dtype=dtype), jnp.asarray(data.owner))
 
     rng = np.random.default_rng(seed)
     w0 = size / n + 0.05 * rng.uniform(-1.0, 1.0, n)
@@ -301,7 +287,7 @@ def select_gradient(
         schedules,
         jnp.asarray(size, dtype=dtype),
         jnp.asarray(learning_rate, dtype=dtype),
-        *common,
+        problem,
         steps=steps,
         **static,
     )
@@ -314,7 +300,7 @@ def select_gradient(
         return out
 
     roundings = [_top(w, size) for w in w_final]
-    values = np.asarray(_exact_values(binary(roundings), *common, **static), dtype=np.float64)
+    values = np.asarray(_exact(binary(roundings), problem, **static), dtype=np.float64)
     best = int(np.argmax(values))  # ties: the first relaxation in _SCHEDULES order
     chosen = set(roundings[best].tolist())
     value = values[best]
@@ -323,7 +309,7 @@ def select_gradient(
     m = _SWAP_CANDIDATES
     while swaps < max_swaps and size < n:
         current = binary([sorted(chosen)])[0]
-        _, grad = _exact_value_and_grad(jnp.asarray(current), *common, **static)
+        _, grad = _exact(jnp.asarray(current), problem, grad=True, **static)
         grad = np.asarray(grad, dtype=np.float64)
         inside = np.array(sorted(chosen))
         outside = np.setdiff1d(np.arange(n), inside)
@@ -332,7 +318,7 @@ def select_gradient(
         pairs = [(a, b) for a in leave for b in enter]
         pairs += [pairs[-1]] * (m * m - len(pairs))  # fixed batch shape: one compilation
         trials = binary([sorted((chosen - {a}) | {b}) for a, b in pairs])
-        trial_values = np.asarray(_exact_values(trials, *common, **static), dtype=np.float64)
+        trial_values = np.asarray(_exact(trials, problem, **static), dtype=np.float64)
         k = int(np.argmax(trial_values))
         if not trial_values[k] > value + 1e-12 * max(1.0, abs(value)):
             break
