@@ -293,41 +293,34 @@ def select_gradient(
     )
     w_final = np.asarray(w_final, dtype=np.float64)
 
-    def binary(index_sets):
-        out = np.zeros((len(index_sets), n), dtype=dtype)
-        for row, chosen in enumerate(index_sets):
-            out[row, chosen] = 1.0
-        return out
+    def binary(index_sets):  # (len(index_sets), n) 0/1 weights
+        return np.array([np.isin(np.arange(n), chosen) for chosen in index_sets], dtype=dtype)
 
     roundings = [_top(w, size) for w in w_final]
     values = np.asarray(_exact(binary(roundings), problem, **static), dtype=np.float64)
     best = int(np.argmax(values))  # ties: the first relaxation in _SCHEDULES order
-    chosen = set(roundings[best].tolist())
-    value = values[best]
+    current, value = binary([roundings[best]])[0], values[best]
 
-    swaps = 0
-    m = _SWAP_CANDIDATES
+    swaps, m = 0, _SWAP_CANDIDATES
     while swaps < max_swaps and size < n:
-        current = binary([sorted(chosen)])[0]
         _, grad = _exact(jnp.asarray(current), problem, grad=True, **static)
         grad = np.asarray(grad, dtype=np.float64)
-        inside = np.array(sorted(chosen))
-        outside = np.setdiff1d(np.arange(n), inside)
+        inside, outside = np.flatnonzero(current), np.flatnonzero(current == 0)
         leave = inside[np.argsort(grad[inside], kind="stable")[:m]]
         enter = outside[np.argsort(-grad[outside], kind="stable")[:m]]
         pairs = [(a, b) for a in leave for b in enter]
         pairs += [pairs[-1]] * (m * m - len(pairs))  # fixed batch shape: one compilation
-        trials = binary([sorted((chosen - {a}) | {b}) for a, b in pairs])
+        trials = np.repeat(current[None], m * m, axis=0)
+        for row, (a, b) in enumerate(pairs):
+            trials[row, [a, b]] = 0.0, 1.0
         trial_values = np.asarray(_exact(trials, problem, **static), dtype=np.float64)
         k = int(np.argmax(trial_values))
         if not trial_values[k] > value + 1e-12 * max(1.0, abs(value)):
             break
-        a, b = pairs[k]
-        chosen = (chosen - {a}) | {b}
-        value = trial_values[k]
-        swaps += 1
+        current, value, swaps = trials[k], trial_values[k], swaps + 1
 
     weights = w_final[best]
+    chosen = np.flatnonzero(current)
     indices = np.array(sorted(chosen, key=lambda i: (-weights[i], i)), dtype=np.int64)
     if return_details:
         history = np.asarray(history, dtype=np.float64)
