@@ -101,20 +101,18 @@ def sequential_metrics(
     selected environments, as the peer's ``sequential_metrics``.
 
     Returns:
-        One dict per prefix with ``n_envs``, ``n_structs``, ``entropy``, ``diversity``.
+        One dict per prefix with ``n_envs``, ``n_structs``, ``entropy`` and ``diversity`` (nats).
     """
     data = _prepare(per_structure)
     h = _check_h(h)
     idx = _check_indices(indices, data.n)
-    results = []
-    current = None
-    log_p = None
+    results, current, log_p = [], None, None  # current: the prefix's environments
     for count, i in enumerate(idx, start=1):
         new = data.parts[i]
         new_log_p = _lks(new, new, h, block_size)
         if current is None:
             current, log_p = new, new_log_p
-        else:
+        else:  # cross sums: old environments against new, new against old
             old_log_p = np.logaddexp(log_p, _lks(current, new, h, block_size))
             new_log_p = np.logaddexp(new_log_p, _lks(new, current, h, block_size))
             log_p = np.concatenate([old_log_p, new_log_p])
