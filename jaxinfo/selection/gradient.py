@@ -293,13 +293,11 @@ def select_gradient(
     )
     w_final = np.asarray(w_final, dtype=np.float64)
 
-    def binary(index_sets):  # (len(index_sets), n) 0/1 weights
-        return np.array([np.isin(np.arange(n), chosen) for chosen in index_sets], dtype=dtype)
-
-    roundings = [_top(w, size) for w in w_final]
-    values = np.asarray(_exact(binary(roundings), problem, **static), dtype=np.float64)
+    # each relaxation rounded to its top-size subset, as (len(names), n) 0/1 weights
+    roundings = np.array([np.isin(np.arange(n), _top(w, size)) for w in w_final], dtype=dtype)
+    values = np.asarray(_exact(roundings, problem, **static), dtype=np.float64)
     best = int(np.argmax(values))  # ties: the first relaxation in _SCHEDULES order
-    current, value = binary([roundings[best]])[0], values[best]
+    current, value = roundings[best], values[best]
 
     swaps, m = 0, _SWAP_CANDIDATES
     while swaps < max_swaps and size < n:
