@@ -33,7 +33,6 @@ def _prepare(per_structure) -> _Data:
                 "per_structure must be a list of (n_i, d) descriptor arrays, one per structure "
                 f"(or a 3-D array); got one array of shape {tuple(per_structure.shape)}"
             )
-        per_structure = list(per_structure)
     try:
         items = list(per_structure)
     except TypeError:
