@@ -51,12 +51,6 @@ def _structure_distances(data: _Data, x_padded, i: int) -> np.ndarray:
     return np.add.reduceat(per_env, data.offsets) / data.sizes
 
 
-def _pad_environments(x):
-    n = x.shape[0]
-    target = geometric_bucket(n, 1, minimum=8, max_step=_FPS_MAX_BLOCK)
-    return jnp.asarray(_pad_host(x, target))
-
-
 def select_fps(
     per_structure,
     size: int,
@@ -88,7 +82,8 @@ def select_fps(
     selected = [int(np.argmax(entropies))]
     nearest = np.full(data.n, np.inf)  # D to the nearest selected structure; -inf: selected
     nearest[selected[0]] = -np.inf
-    x_padded = _pad_environments(data.x) if size > 1 else None
+    bucket = geometric_bucket(data.x.shape[0], 1, minimum=8, max_step=_FPS_MAX_BLOCK)
+    x_padded = jnp.asarray(_pad_host(data.x, bucket)) if size > 1 else None
     while len(selected) < size:
         nearest = np.minimum(nearest, _structure_distances(data, x_padded, selected[-1]))
         selected.append(int(np.argmax(nearest)))
