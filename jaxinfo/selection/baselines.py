@@ -189,14 +189,11 @@ def select_kmeans(
     order = sorted(range(size), key=lambda c: (-counts[c], c))
     d2 = _squared_distances(points, centres)
     picked: list[int] = []
-    for c in order:
+    for c in order:  # empty clusters come last in this order, after every member pick
         members = np.flatnonzero(labels == c)
-        if members.size:
-            picked.append(int(members[np.argmin(d2[members, c])]))
-    for c in order:
-        if counts[c] == 0:
-            free = np.setdiff1d(np.arange(data.n), picked)
-            picked.append(int(free[np.argmin(d2[free, c])]))
+        if not members.size:  # the nearest structure not yet chosen
+            members = np.setdiff1d(np.arange(data.n), picked)
+        picked.append(int(members[np.argmin(d2[members, c])]))
     return np.asarray(picked, dtype=np.int64)
 
 
