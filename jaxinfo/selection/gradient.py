@@ -103,12 +103,11 @@ def _mixing(schedule, t, steps):
     return schedule[0] + (schedule[1] - schedule[0]) * ramp
 
 
-def _ascent(fn, w0, schedule, size, learning_rate, steps, optimiser=None):
-    """Projected ascent on the capped simplex with an optax optimiser (default: Adam with a
-    cosine-decayed step, from ``learning_rate`` to a tenth of it)."""
-    if optimiser is None:
-        decay = 0.1 + 0.45 * (1 + jnp.cos(jnp.pi * (jnp.arange(steps) + 1) / steps))
-        optimiser = optax.adam(lambda count: learning_rate * decay[count])
+def _ascent(fn, w0, schedule, size, learning_rate, steps):
+    """Projected ascent on the capped simplex with optax's Adam, its step cosine-decayed from
+    ``learning_rate`` to a tenth of it."""
+    decay = 0.1 + 0.45 * (1 + jnp.cos(jnp.pi * (jnp.arange(steps) + 1) / steps))
+    optimiser = optax.adam(lambda count: learning_rate * decay[count])
     value_and_grad = jax.value_and_grad(fn)
 
     def step(carry, t):
