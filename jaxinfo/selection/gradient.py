@@ -55,7 +55,7 @@ def _matrix_log_q(w, lam, log_max, scaled, own, floor, owner):
     return log_max + jnp.log(r)
 
 
-def _blocked_log_q(w, lam, x, own_log, owner, h, block_size):
+def _blocked_log_q(w, lam, x, own_log, h, owner, block_size):
     """log q_e by blocked kernel sums over all environments at every evaluation."""
     v = w[owner]
     log_sums = log_kernel_sums(
@@ -66,16 +66,14 @@ def _blocked_log_q(w, lam, x, own_log, owner, h, block_size):
 
 def _objective_fn(problem, objective, blocked, block_size):
     """f(w, lam): the relaxed objective (exact subset objective at 0/1 weights and lam = 1) of
-    ``problem = (arrays, sizes, owner)``, ``arrays`` as unpacked below for each mode."""
+    ``problem = (arrays, sizes, owner)``; ``arrays`` are the data arguments of the mode's log q."""
     arrays, sizes, owner = problem
 
     def fn(w, lam):
         if blocked:
-            x, own_log, h = arrays
-            log_q = _blocked_log_q(w, lam, x, own_log, owner, h, block_size)
+            log_q = _blocked_log_q(w, lam, *arrays, owner, block_size)  # arrays: x, own_log, h
         else:
-            log_max, scaled, own, floor = arrays
-            log_q = _matrix_log_q(w, lam, log_max, scaled, own, floor, owner)
+            log_q = _matrix_log_q(w, lam, *arrays, owner)  # arrays: log_max, scaled, own, floor
         return _relaxed_objective(log_q, w, sizes, owner, objective)
 
     return fn
