@@ -2,35 +2,20 @@
 
 Every method takes ``per_structure``, a list of (n_i, d) descriptor arrays (one per structure),
 and returns the indices of ``size`` distinct structures **in selection order** as an int64 numpy
-array. :func:`select` dispatches on ``method``:
+array. :func:`select` dispatches on ``method``; each function's docstring gives the details:
 
-``"msc"`` (:func:`select_msc`)
-    Greedy minimum set coverage. The first structure is the one of highest own entropy H_s
-    (entropy of its own environments). Every environment e of every structure keeps its
-    accumulated kernel sum A_e = sum_f K(x_e, x_f) over the environments f of all structures
-    selected so far, updated with one kernel sum per step against the newly selected structure
-    (in log space: ``log A <- logaddexp(log A, log_kernel_sums(x, x_new))``). Each step picks
-    the unselected structure maximising ``-log(min_{e in s} A_e) + H_s``: the novelty of its
-    least covered environment plus its own entropy.
-``"msc_conditional"`` (:func:`select_msc_conditional`)
-    As msc, with A_e starting from the kernel sums against a ``reference`` set of descriptors
-    (data already held) and no seed step: the first pick is already scored by the rule above.
-``"fps"`` (:func:`select_fps`)
-    Farthest-point sampling with the structure distance D(s, t) = mean over all environment
-    pairs (a in s, b in t) of the Euclidean distance ||x_a - x_b||; seeded by the highest-entropy
-    structure, each step picks the structure whose smallest D to the selected ones is largest.
-``"kmeans"`` (:func:`select_kmeans`)
-    k-means (k = size, k-means++ initialisation from ``seed``, Lloyd iterations) on the mean
-    descriptor of each structure; each cluster contributes the member nearest its centroid.
-    Order: by decreasing cluster size (most populated region first), ties by cluster index.
-``"random"`` (:func:`select_random`)
-    The first ``size`` entries of a permutation drawn with ``numpy.random.default_rng(seed)``.
-``"gradient"`` (:func:`select_gradient`)
-    Continuous relaxation: one inclusion weight w_s in [0, 1] per structure, sum_s w_s = size
-    (the capped simplex), maximising a relaxed entropy (or diversity) of the weighted union of
-    environments by projected Adam ascent in one jit-compiled loop (three relaxations vmapped);
-    each is rounded to its ``size`` largest weights, the best rounding by the exact objective
-    is kept and polished by gradient-guided swaps. Returned in order of decreasing weight.
+* ``"msc"`` (:func:`select_msc`): greedy minimum set coverage, seeded by the highest own entropy
+  H_s; each step adds the structure maximising ``-log(min_{e in s} A_e) + H_s``, A_e the kernel
+  sum of environment e over all environments selected so far (kept in log space).
+* ``"msc_conditional"`` (:func:`select_msc_conditional`): msc with A_e starting from a
+  ``reference`` set already held, and no seed step.
+* ``"fps"`` (:func:`select_fps`): farthest-point sampling with the mean pairwise environment
+  distance between structures.
+* ``"kmeans"`` (:func:`select_kmeans`): one representative per k-means cluster of mean
+  descriptors, most populated clusters first.
+* ``"random"`` (:func:`select_random`): a prefix of a seeded permutation.
+* ``"gradient"`` (:func:`select_gradient`): relaxed inclusion weights ascended by projected
+  Adam, rounded to the best subset and polished by swaps.
 
 Matching the peer (quests 2026.2.22, ``quests.compression.fps``): seeds and every greedy step
 break ties by the lowest structure index (``numpy.argmax``), as the peer does; msc uses

@@ -9,7 +9,7 @@ import jax
 import numpy as np
 
 from jaxinfo._validation import check_bandwidth
-from jaxinfo.kernels import log_kernel_sums, padded_length
+from jaxinfo.kernels import log_kernel_sums
 
 
 class _Data(NamedTuple):
@@ -33,7 +33,6 @@ def _prepare(per_structure) -> _Data:
                 "per_structure must be a list of (n_i, d) descriptor arrays, one per structure "
                 f"(or a 3-D array); got one array of shape {tuple(per_structure.shape)}"
             )
-        per_structure = list(per_structure)
     try:
         items = list(per_structure)
     except TypeError:
@@ -94,15 +93,6 @@ def _check_h(h) -> float:
     return float(arr)
 
 
-def _check_entropies(entropies, n: int) -> np.ndarray:
-    values = np.asarray(entropies, dtype=np.float64)
-    if values.shape != (n,):
-        raise ValueError(f"entropies must have shape ({n},), got {values.shape}")
-    if not np.all(np.isfinite(values)):
-        raise ValueError("entropies contain NaN or inf")
-    return values
-
-
 def _check_indices(indices, n: int) -> np.ndarray:
     idx = np.asarray(indices)
     if idx.ndim != 1 or idx.size == 0:
@@ -114,11 +104,6 @@ def _check_indices(indices, n: int) -> np.ndarray:
     if len(np.unique(idx)) != len(idx):
         raise ValueError("indices contain duplicates")
     return idx.astype(np.int64)
-
-
-def _bucket(n: int, block_size: int) -> int:
-    block, n_blocks = padded_length(n, block_size)
-    return block * n_blocks
 
 
 def _pad_host(a: np.ndarray, n: int) -> np.ndarray:

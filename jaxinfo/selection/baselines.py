@@ -11,14 +11,7 @@ import numpy as np
 from jaxinfo._buckets import geometric_bucket
 from jaxinfo.estimators import DEFAULT_BANDWIDTH
 from jaxinfo.kernels import DEFAULT_BLOCK_SIZE
-from jaxinfo.selection._data import (
-    _check_entropies,
-    _check_h,
-    _check_size,
-    _Data,
-    _pad_host,
-    _prepare,
-)
+from jaxinfo.selection._data import _check_h, _check_size, _Data, _pad_host, _prepare
 from jaxinfo.selection.summaries import _structure_entropies
 
 __all__ = ["kmeans", "select_fps", "select_kmeans", "select_random"]
@@ -58,12 +51,6 @@ def _structure_distances(data: _Data, x_padded, i: int) -> np.ndarray:
     return np.add.reduceat(per_env, data.offsets) / data.sizes
 
 
-def _pad_environments(x):
-    n = x.shape[0]
-    target = geometric_bucket(n, 1, minimum=8, max_step=_FPS_MAX_BLOCK)
-    return jnp.asarray(_pad_host(x, target))
-
-
 def select_fps(
     per_structure,
     size: int,
@@ -91,21 +78,16 @@ def select_fps(
     """
     data = _prepare(per_structure)
     size, h = _check_size(size, data.n), _check_h(h)
-    entropies = (
-        _structure_entropies(data, h, block_size)
-        if entropies is None
-        else _check_entropies(entropies, data.n)
-    )
+    entropies = _structure_entropies(data, h, block_size, entropies)
     selected = [int(np.argmax(entropies))]
-    available = np.ones(data.n, dtype=bool)
-    available[selected[0]] = False
-    nearest = np.full(data.n, np.inf)
-    x_padded = _pad_environments(data.x) if size > 1 else None
+    nearest = np.full(data.n, np.inf)  # D to the nearest selected structure; -inf: selected
+    nearest[selected[0]] = -np.inf
+    bucket = geometric_bucket(data.x.shape[0], 1, minimum=8, max_step=_FPS_MAX_BLOCK)
+    x_padded = jnp.asarray(_pad_host(data.x, bucket)) if size > 1 else None
     while len(selected) < size:
         nearest = np.minimum(nearest, _structure_distances(data, x_padded, selected[-1]))
-        pick = int(np.argmax(np.where(available, nearest, -np.inf)))
-        selected.append(pick)
-        available[pick] = False
+        selected.append(int(np.argmax(nearest)))
+        nearest[selected[-1]] = -np.inf
     return np.asarray(selected, dtype=np.int64)
 
 
@@ -207,14 +189,11 @@ def select_kmeans(
     order = sorted(range(size), key=lambda c: (-counts[c], c))
     d2 = _squared_distances(points, centres)
     picked: list[int] = []
-    for c in order:
+    for c in order:  # empty clusters come last in this order, after every member pick
         members = np.flatnonzero(labels == c)
-        if members.size:
-            picked.append(int(members[np.argmin(d2[members, c])]))
-    for c in order:
-        if counts[c] == 0:
-            free = np.setdiff1d(np.arange(data.n), picked)
-            picked.append(int(free[np.argmin(d2[free, c])]))
+        if not members.size:  # the nearest structure not yet chosen
+            members = np.setdiff1d(np.arange(data.n), picked)
+        picked.append(int(members[np.argmin(d2[members, c])]))
     return np.asarray(picked, dtype=np.int64)
 
 

@@ -6,14 +6,7 @@ import numpy as np
 
 from jaxinfo.estimators import DEFAULT_BANDWIDTH
 from jaxinfo.kernels import DEFAULT_BLOCK_SIZE
-from jaxinfo.selection._data import (
-    _check_entropies,
-    _check_h,
-    _check_size,
-    _Data,
-    _lks,
-    _prepare,
-)
+from jaxinfo.selection._data import _check_h, _check_size, _Data, _lks, _prepare
 from jaxinfo.selection.summaries import _structure_entropies
 
 __all__ = ["select_msc", "select_msc_conditional"]
@@ -21,27 +14,21 @@ __all__ = ["select_msc", "select_msc_conditional"]
 
 def _msc(data: _Data, size, h, entropies, log_cover, block_size) -> np.ndarray:
     """Greedy msc from accumulated log kernel sums ``log_cover`` (None: seed step first)."""
+    seed = log_cover is None
+    if seed:
+        log_cover = np.full(data.x.shape[0], -np.inf)
     available = np.ones(data.n, dtype=bool)
     selected: list[int] = []
-
-    def take(i):
-        selected.append(i)
-        available[i] = False
-
-    if log_cover is None:
-        log_cover = np.full(data.x.shape[0], -np.inf)
-        take(int(np.argmax(entropies)))
-        if size > 1:
-            log_cover = np.logaddexp(
-                log_cover, _lks(data.x, data.parts[selected[-1]], h, block_size)
-            )
     while len(selected) < size:
-        worst = np.minimum.reduceat(log_cover, data.offsets)  # log min_{e in s} A_e
-        score = np.where(available, entropies - worst, -np.inf)
-        take(int(np.argmax(score)))
+        if seed and not selected:  # the structure of highest own entropy
+            pick = int(np.argmax(entropies))
+        else:
+            worst = np.minimum.reduceat(log_cover, data.offsets)  # log min_{e in s} A_e
+            pick = int(np.argmax(np.where(available, entropies - worst, -np.inf)))
+        selected.append(pick)
+        available[pick] = False
         if len(selected) < size:
-            new = _lks(data.x, data.parts[selected[-1]], h, block_size)
-            log_cover = np.logaddexp(log_cover, new)
+            log_cover = np.logaddexp(log_cover, _lks(data.x, data.parts[pick], h, block_size))
     return np.asarray(selected, dtype=np.int64)
 
 
@@ -79,11 +66,7 @@ def select_msc(
     """
     data = _prepare(per_structure)
     size, h = _check_size(size, data.n), _check_h(h)
-    entropies = (
-        _structure_entropies(data, h, block_size)
-        if entropies is None
-        else _check_entropies(entropies, data.n)
-    )
+    entropies = _structure_entropies(data, h, block_size, entropies)
     return _msc(data, size, h, entropies, None, block_size)
 
 
@@ -117,44 +100,34 @@ def select_msc_conditional(
     data = _prepare(per_structure)
     size, h = _check_size(size, data.n), _check_h(h)
     ref = _prepare_reference(reference, data)
-    entropies = (
-        _structure_entropies(data, h, block_size)
-        if entropies is None
-        else _check_entropies(entropies, data.n)
-    )
-    if ref is None:
-        return _msc(data, size, h, entropies, None, block_size)
-    log_cover = _lks(data.x, ref, h, block_size)
+    entropies = _structure_entropies(data, h, block_size, entropies)
+    log_cover = None if ref is None else _lks(data.x, ref, h, block_size)
     return _msc(data, size, h, entropies, log_cover, block_size)
 
 
 def _prepare_reference(reference, data: _Data):
-    """(m, d) reference array, or None for an empty reference; checks its width."""
+    """(m, d) reference rows in the dtype of ``data.x``, or None for an empty reference.
+
+    A list or tuple of arrays is stacked (its empty arrays dropped); the rows get the checks of
+    :func:`_prepare` (2-D, one width, finite), then their width is matched to ``data``.
+    """
     if reference is None:
         raise ValueError("msc_conditional needs reference= descriptors (an (m, d) array)")
     if isinstance(reference, (list, tuple)):
-        parts = [np.asarray(r) for r in reference]
-        parts = [p for p in parts if p.size > 0]
-        if not parts:
-            return None
-        for p in parts:
-            if p.ndim != 2:
-                raise ValueError(f"reference arrays must be 2-D (m, d), got shape {p.shape}")
-        widths = {p.shape[1] for p in parts}
-        if len(widths) > 1:
-            raise ValueError(f"reference arrays have inconsistent widths {sorted(widths)}")
-        ref = np.concatenate(parts, axis=0)
+        parts = [p for p in map(np.asarray, reference) if p.size > 0]
     else:
-        ref = np.asarray(reference)
-        if ref.ndim != 2:
-            raise ValueError(f"reference must be a 2-D array (m, d), got shape {ref.shape}")
-        if ref.shape[0] == 0:
-            return None
+        parts = [np.asarray(reference)]
+        if parts[0].ndim == 2 and parts[0].shape[0] == 0:
+            parts = []
+    if not parts:
+        return None
+    try:
+        ref = _prepare(parts).x
+    except ValueError as err:
+        raise ValueError(f"reference: {err}") from None
     if ref.shape[1] != data.x.shape[1]:
         raise ValueError(
             f"reference width {ref.shape[1]} differs from the descriptor width "
             f"{data.x.shape[1]} of the structures"
         )
-    if not np.isfinite(ref).all():
-        raise ValueError("reference descriptors contain NaN or inf")
     return ref.astype(data.x.dtype)

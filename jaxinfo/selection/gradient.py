@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import operator
 from typing import NamedTuple
 
 import jax
@@ -12,14 +11,10 @@ import numpy as np
 import optax
 from jax.scipy.special import logsumexp
 
+from jaxinfo._validation import check_count, check_positive
 from jaxinfo.estimators import DEFAULT_BANDWIDTH
 from jaxinfo.kernels import DEFAULT_BLOCK_SIZE, log_kernel_sums
-from jaxinfo.selection._data import (
-    _check_h,
-    _check_size,
-    _lks,
-    _prepare,
-)
+from jaxinfo.selection._data import _check_h, _check_size, _lks, _prepare
 
 __all__ = ["GradientResult", "select_gradient"]
 
@@ -60,7 +55,7 @@ def _matrix_log_q(w, lam, log_max, scaled, own, floor, owner):
     return log_max + jnp.log(r)
 
 
-def _blocked_log_q(w, lam, x, own_log, owner, h, block_size):
+def _blocked_log_q(w, lam, x, own_log, h, owner, block_size):
     """log q_e by blocked kernel sums over all environments at every evaluation."""
     v = w[owner]
     log_sums = log_kernel_sums(
@@ -69,16 +64,16 @@ def _blocked_log_q(w, lam, x, own_log, owner, h, block_size):
     return jnp.logaddexp(log_sums, jnp.log(lam * (1.0 - v) + _WEIGHT_FLOOR) + own_log)
 
 
-def _objective_fn(arrays, sizes, owner, objective, blocked, block_size):
-    """f(w, lam): the relaxed objective (exact subset objective at 0/1 weights and lam = 1)."""
+def _objective_fn(problem, objective, blocked, block_size):
+    """f(w, lam): the relaxed objective (exact subset objective at 0/1 weights and lam = 1) of
+    ``problem = (arrays, sizes, owner)``; ``arrays`` are the data arguments of the mode's log q."""
+    arrays, sizes, owner = problem
 
     def fn(w, lam):
         if blocked:
-            x, own_log, h = arrays
-            log_q = _blocked_log_q(w, lam, x, own_log, owner, h, block_size)
+            log_q = _blocked_log_q(w, lam, *arrays, owner, block_size)  # arrays: x, own_log, h
         else:
-            log_max, scaled, own, floor = arrays
-            log_q = _matrix_log_q(w, lam, log_max, scaled, own, floor, owner)
+            log_q = _matrix_log_q(w, lam, *arrays, owner)  # arrays: log_max, scaled, own, floor
         return _relaxed_objective(log_q, w, sizes, owner, objective)
 
     return fn
@@ -106,12 +101,11 @@ def _mixing(schedule, t, steps):
     return schedule[0] + (schedule[1] - schedule[0]) * ramp
 
 
-def _ascent(fn, w0, schedule, size, learning_rate, steps, optimiser=None):
-    """Projected ascent on the capped simplex with an optax optimiser (default: Adam with a
-    cosine-decayed step, from ``learning_rate`` to a tenth of it)."""
-    if optimiser is None:
-        decay = 0.1 + 0.45 * (1 + jnp.cos(jnp.pi * (jnp.arange(steps) + 1) / steps))
-        optimiser = optax.adam(lambda count: learning_rate * decay[count])
+def _ascent(fn, w0, schedule, size, learning_rate, steps):
+    """Projected ascent on the capped simplex with optax's Adam, its step cosine-decayed from
+    ``learning_rate`` to a tenth of it."""
+    decay = 0.1 + 0.45 * (1 + jnp.cos(jnp.pi * (jnp.arange(steps) + 1) / steps))
+    optimiser = optax.adam(lambda count: learning_rate * decay[count])
     value_and_grad = jax.value_and_grad(fn)
 
     def step(carry, t):
@@ -128,35 +122,19 @@ def _ascent(fn, w0, schedule, size, learning_rate, steps, optimiser=None):
 
 @functools.partial(jax.jit, static_argnames=("steps", "objective", "blocked", "block_size"))
 def _run_ascents(
-    w0,
-    schedules,
-    size,
-    learning_rate,
-    arrays,
-    sizes,
-    owner,
-    *,
-    steps,
-    objective,
-    blocked,
-    block_size,
+    w0, schedules, size, learning_rate, problem, *, steps, objective, blocked, block_size
 ):
     """All relaxations' ascents (vmapped over schedules) as one compiled function."""
-    fn = _objective_fn(arrays, sizes, owner, objective, blocked, block_size)
+    fn = _objective_fn(problem, objective, blocked, block_size)
     return jax.vmap(lambda s: _ascent(fn, w0, s, size, learning_rate, steps))(schedules)
 
 
-@functools.partial(jax.jit, static_argnames=("objective", "blocked", "block_size"))
-def _exact_values(w_batch, arrays, sizes, owner, *, objective, blocked, block_size):
-    """Exact objective of a batch of 0/1 weight vectors (lam = 1)."""
-    fn = _objective_fn(arrays, sizes, owner, objective, blocked, block_size)
-    return jax.vmap(lambda w: fn(w, 1.0))(w_batch)
-
-
-@functools.partial(jax.jit, static_argnames=("objective", "blocked", "block_size"))
-def _exact_value_and_grad(w, arrays, sizes, owner, *, objective, blocked, block_size):
-    fn = _objective_fn(arrays, sizes, owner, objective, blocked, block_size)
-    return jax.value_and_grad(lambda w: fn(w, 1.0))(w)
+@functools.partial(jax.jit, static_argnames=("objective", "blocked", "block_size", "grad"))
+def _exact(w, problem, *, objective, blocked, block_size, grad=False):
+    """Exact objective (lam = 1) of a batch of 0/1 weight vectors, or (value, gradient) at one."""
+    fn = _objective_fn(problem, objective, blocked, block_size)
+    exact = functools.partial(fn, lam=1.0)
+    return jax.value_and_grad(exact)(w) if grad else jax.vmap(exact)(w)
 
 
 def _top(weights, size):
@@ -273,14 +251,9 @@ def select_gradient(
         raise ValueError(f"relaxation must be one of {_RELAXATIONS}, got {relaxation!r}")
     if mode not in ("auto", "matrix", "blocked"):
         raise ValueError(f"mode must be 'auto', 'matrix' or 'blocked', got {mode!r}")
-    steps = operator.index(steps)
-    if steps < 1:
-        raise ValueError(f"steps must be >= 1, got {steps}")
-    if not (np.isfinite(learning_rate) and learning_rate > 0):
-        raise ValueError(f"learning_rate must be > 0, got {learning_rate!r}")
-    max_swaps = size if max_swaps is None else operator.index(max_swaps)
-    if max_swaps < 0:
-        raise ValueError(f"max_swaps must be >= 0, got {max_swaps}")
+    steps = check_count("steps", steps)
+    learning_rate = check_positive("learning_rate", learning_rate)
+    max_swaps = size if max_swaps is None else check_count("max_swaps", max_swaps, minimum=0)
     n, n_env = data.n, int(data.x.shape[0])
     dtype = data.x.dtype
     if mode == "auto":
@@ -300,7 +273,7 @@ def select_gradient(
         own_log = np.concatenate([_lks(p, p, h, block_size) for p in data.parts])
         arrays = (jnp.asarray(data.x), jnp.asarray(own_log, dtype=dtype), jnp.asarray(h, dtype))
     static = {"objective": objective, "blocked": mode == "blocked", "block_size": int(block_size)}
-    common = (arrays, jnp.asarray(data.sizes, dtype=dtype), jnp.asarray(data.owner))
+    problem = (arrays, jnp.asarray(data.sizes, dtype=dtype), jnp.asarray(data.owner))
 
     rng = np.random.default_rng(seed)
     w0 = size / n + 0.05 * rng.uniform(-1.0, 1.0, n)
@@ -311,47 +284,38 @@ def select_gradient(
         schedules,
         jnp.asarray(size, dtype=dtype),
         jnp.asarray(learning_rate, dtype=dtype),
-        *common,
+        problem,
         steps=steps,
         **static,
     )
     w_final = np.asarray(w_final, dtype=np.float64)
 
-    def binary(index_sets):
-        out = np.zeros((len(index_sets), n), dtype=dtype)
-        for row, chosen in enumerate(index_sets):
-            out[row, chosen] = 1.0
-        return out
-
-    roundings = [_top(w, size) for w in w_final]
-    values = np.asarray(_exact_values(binary(roundings), *common, **static), dtype=np.float64)
+    # each relaxation rounded to its top-size subset, as (len(names), n) 0/1 weights
+    roundings = np.array([np.isin(np.arange(n), _top(w, size)) for w in w_final], dtype=dtype)
+    values = np.asarray(_exact(roundings, problem, **static), dtype=np.float64)
     best = int(np.argmax(values))  # ties: the first relaxation in _SCHEDULES order
-    chosen = set(roundings[best].tolist())
-    value = values[best]
+    current, value = roundings[best], values[best]
 
-    swaps = 0
-    m = _SWAP_CANDIDATES
+    swaps, m = 0, _SWAP_CANDIDATES
     while swaps < max_swaps and size < n:
-        current = binary([sorted(chosen)])[0]
-        _, grad = _exact_value_and_grad(jnp.asarray(current), *common, **static)
+        _, grad = _exact(jnp.asarray(current), problem, grad=True, **static)
         grad = np.asarray(grad, dtype=np.float64)
-        inside = np.array(sorted(chosen))
-        outside = np.setdiff1d(np.arange(n), inside)
+        inside, outside = np.flatnonzero(current), np.flatnonzero(current == 0)
         leave = inside[np.argsort(grad[inside], kind="stable")[:m]]
         enter = outside[np.argsort(-grad[outside], kind="stable")[:m]]
         pairs = [(a, b) for a in leave for b in enter]
         pairs += [pairs[-1]] * (m * m - len(pairs))  # fixed batch shape: one compilation
-        trials = binary([sorted((chosen - {a}) | {b}) for a, b in pairs])
-        trial_values = np.asarray(_exact_values(trials, *common, **static), dtype=np.float64)
+        trials = np.repeat(current[None], m * m, axis=0)
+        for row, (a, b) in enumerate(pairs):
+            trials[row, [a, b]] = 0.0, 1.0
+        trial_values = np.asarray(_exact(trials, problem, **static), dtype=np.float64)
         k = int(np.argmax(trial_values))
         if not trial_values[k] > value + 1e-12 * max(1.0, abs(value)):
             break
-        a, b = pairs[k]
-        chosen = (chosen - {a}) | {b}
-        value = trial_values[k]
-        swaps += 1
+        current, value, swaps = trials[k], trial_values[k], swaps + 1
 
     weights = w_final[best]
+    chosen = np.flatnonzero(current)
     indices = np.array(sorted(chosen, key=lambda i: (-weights[i], i)), dtype=np.int64)
     if return_details:
         history = np.asarray(history, dtype=np.float64)

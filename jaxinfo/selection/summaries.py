@@ -9,13 +9,7 @@ from jax.scipy.special import logsumexp
 
 from jaxinfo.estimators import DEFAULT_BANDWIDTH, DEFAULT_OVERLAP_EPS, _reductions
 from jaxinfo.kernels import DEFAULT_BLOCK_SIZE, log_kernel_sums
-from jaxinfo.selection._data import (
-    _check_h,
-    _check_indices,
-    _Data,
-    _lks,
-    _prepare,
-)
+from jaxinfo.selection._data import _check_h, _check_indices, _Data, _lks, _prepare
 
 __all__ = ["selection_summary", "sequential_metrics", "structure_entropies", "weighted_entropy"]
 
@@ -44,8 +38,16 @@ def structure_entropies(
     return _structure_entropies(data, h, block_size)
 
 
-def _structure_entropies(data: _Data, h: float, block_size: int) -> np.ndarray:
-    return np.array([_entropy_and_diversity(_lks(p, p, h, block_size))[0] for p in data.parts])
+def _structure_entropies(data: _Data, h: float, block_size: int, entropies=None) -> np.ndarray:
+    """(n,) float64 H_s in nats: ``entropies`` checked, or computed from ``data`` when None."""
+    if entropies is None:
+        return np.array([_entropy_and_diversity(_lks(p, p, h, block_size))[0] for p in data.parts])
+    values = np.asarray(entropies, dtype=np.float64)
+    if values.shape != (data.n,):
+        raise ValueError(f"entropies must have shape ({data.n},), got {values.shape}")
+    if not np.all(np.isfinite(values)):
+        raise ValueError("entropies contain NaN or inf")
+    return values
 
 
 def selection_summary(
@@ -99,20 +101,18 @@ def sequential_metrics(
     selected environments, as the peer's ``sequential_metrics``.
 
     Returns:
-        One dict per prefix with ``n_envs``, ``n_structs``, ``entropy``, ``diversity``.
+        One dict per prefix with ``n_envs``, ``n_structs``, ``entropy`` and ``diversity`` (nats).
     """
     data = _prepare(per_structure)
     h = _check_h(h)
     idx = _check_indices(indices, data.n)
-    results = []
-    current = None
-    log_p = None
+    results, current, log_p = [], None, None  # current: the prefix's environments
     for count, i in enumerate(idx, start=1):
         new = data.parts[i]
         new_log_p = _lks(new, new, h, block_size)
         if current is None:
             current, log_p = new, new_log_p
-        else:
+        else:  # cross sums: old environments against new, new against old
             old_log_p = np.logaddexp(log_p, _lks(current, new, h, block_size))
             new_log_p = np.logaddexp(new_log_p, _lks(new, current, h, block_size))
             log_p = np.concatenate([old_log_p, new_log_p])
