@@ -328,17 +328,16 @@ def _chunk(
 
 
 @functools.partial(jax.jit, static_argnames=("potential", "bias", "friction", "timestep"))
-def _init(positions, velocities, cell, neighbours, reference, masses, *, potential, bias,
-          friction, timestep):  # fmt: skip
+def _restart(positions, velocities, cell, neighbours, reference, masses, *, potential, bias,
+             friction, timestep):  # fmt: skip
+    """Deposits the frame into the visited set (with a bias), then recomputes the forces."""
+    if bias is not None:
+        table = descriptor_neighbours(bias).update(positions, cell, neighbours[1]).table
+        x = bias_descriptors(positions, cell, table, bias)
+        reference = reference_add(reference, x, bias.h)
     init_fn, _ = md_step(md_energy(potential, bias, cell), masses, timestep=timestep,
                          friction=friction)  # fmt: skip
-    return init_fn(positions, velocities, neighbours=neighbours, reference=reference)
-
-
-@functools.partial(jax.jit, static_argnames=("bias",))
-def _deposit(positions, cell, desc_list, reference, *, bias):
-    table = descriptor_neighbours(bias).update(positions, cell, desc_list).table
-    return reference_add(reference, bias_descriptors(positions, cell, table, bias), bias.h)
+    return init_fn(positions, velocities, neighbours=neighbours, reference=reference), reference
 
 
 def _maxwell_boltzmann(masses, temperature, rng):
@@ -441,14 +440,10 @@ def run_md(
     n_deposits = 1 + n_steps // bias.deposit_every if bias is not None else 0
     capacity = max(rows.shape[0] + n_deposits * n_atoms, 1)
     reference = reference_init(jnp.asarray(rows, dtype), capacity, bias.h if bias else 1.0)
-    deposit_steps = []
+    deposit_steps = [] if bias is None else [0]
     neighbours, fresh = allocate(positions), True
-    state_positions = jnp.asarray(positions, dtype)
-    if bias is not None:
-        reference = _deposit(state_positions, cell_j, neighbours[1], reference, bias=bias)
-        deposit_steps.append(0)
-    state = _init(state_positions, jnp.asarray(velocities, dtype), cell_j, neighbours, reference,
-                  masses_j, **static)  # fmt: skip
+    state, reference = _restart(jnp.asarray(positions, dtype), jnp.asarray(velocities, dtype),
+                                cell_j, neighbours, reference, masses_j, **static)  # fmt: skip
     evaluations = 1  # the initial forces
     e_kin = float(kinetic_energy(state.velocities, masses_j))
     energies = [(float(state.aux[0]), e_kin, float(state.aux[1]))]
@@ -485,11 +480,9 @@ def run_md(
         if step % record_every == 0 or step == n_steps:
             record(state, step, energies[-1][0], energies[-1][2])
         if bias is not None and step % bias.deposit_every == 0 and step < n_steps:
-            reference = _deposit(state.positions, cell_j, neighbours[1], reference, bias=bias)
-            deposit_steps.append(step)
-            # The bias changed: recompute the forces of the current state.
-            state = _init(state.positions, state.velocities, cell_j, neighbours, reference,
-                          masses_j, **static)  # fmt: skip
+            deposit_steps.append(step)  # the bias changes: the forces are recomputed
+            state, reference = _restart(state.positions, state.velocities, cell_j, neighbours,
+                                        reference, masses_j, **static)  # fmt: skip
             evaluations += 1
 
     energies = np.array(energies)

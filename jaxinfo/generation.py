@@ -60,6 +60,7 @@ from jaxinfo._validation import (
     check_k,
     check_positive,
 )
+from jaxinfo.batching import _as_structure_list
 from jaxinfo.batching import descriptors as dataset_descriptors
 from jaxinfo.descriptor import DEFAULT_CUTOFF, DEFAULT_K, structure_descriptors
 from jaxinfo.estimators import DEFAULT_BANDWIDTH
@@ -141,23 +142,6 @@ class GenerationResult:
     def frame_energy_evaluations(self) -> np.ndarray:
         """(n_frames,) cumulative energy evaluations at which each frame was emitted."""
         return np.array([f.info["energy_evaluations"] for f in self.frames], dtype=np.int64)
-
-
-def _check_seeds(seeds) -> list:
-    if isinstance(seeds, Atoms):
-        seeds = [seeds]
-    try:
-        seeds = list(seeds)
-    except TypeError:
-        raise ValueError(f"seeds must be an ase.Atoms or a list of them, got {seeds!r}") from None
-    if not seeds:
-        raise ValueError("seeds is empty: give at least one starting structure")
-    for index, atoms in enumerate(seeds):
-        if not isinstance(atoms, Atoms):
-            raise ValueError(f"seed {index} is a {type(atoms).__name__}, expected ase.Atoms")
-        if len(atoms) == 0:
-            raise ValueError(f"seed {index} has no atoms")
-    return seeds
 
 
 # ------------------------------------------------------------------------------------------
@@ -671,7 +655,9 @@ def generate(
     start = time.perf_counter()
     if not isinstance(steps, GenerationFns):
         raise ValueError(f"steps must come from gradient_ascent or metropolis, got {steps!r}")
-    seeds = _check_seeds(seeds)
+    seeds = _as_structure_list(seeds)  # an empty seed fails in allocate, with its index
+    if not seeds:
+        raise ValueError("seeds is empty: give at least one starting structure")
     n_steps = check_count("n_steps", n_steps)
     sample_every = check_count("sample_every", sample_every)
     objective, min_distance = steps.objective, steps.min_distance

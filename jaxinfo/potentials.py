@@ -29,19 +29,8 @@ Provided potentials (published Cu parameter sets as defaults):
   (eV).
 
 jax-md (the optional extra ``jaxinfo[md]``): its pair energies and neighbour lists use the
-minimum-image convention, which is wrong for cells shorter than twice the cutoff (on a 32-atom
-Cu cell jax-md's Morse gives −2.30 eV/atom against −3.21 with all images). Use jax-md's pair
-*functions* on this library's explicit-image table instead, e.g. a Morse from ``jax_md.energy``::
-
-    from jax_md import energy
-    from jaxinfo.potentials import Morse
-
-    class JaxMDMorse(Morse):
-        def pair_energy(self, r):
-            return energy.morse(r, sigma=self.r0, epsilon=self.depth, alpha=self.alpha)
-
-and see ``docs/design.md`` for the δH bias added to an energy integrated by
-``jax_md.simulate.nvt_langevin``.
+minimum image, wrong for cells shorter than twice the cutoff; use its pair *functions* on this
+library's explicit-image tables instead (``docs/design.md``, section jax-md).
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ def test_jaxmd_pair_function_on_the_explicit_image_table():
 
     from jaxinfo.potentials import Morse, energy_and_forces
 
-    class JaxMDMorse(Morse):  # the example of the potentials module docstring
+    class JaxMDMorse(Morse):  # the example of docs/design.md (section jax-md)
         def pair_energy(self, r):
             return energy.morse(r, sigma=self.r0, epsilon=self.depth, alpha=self.alpha)
 
