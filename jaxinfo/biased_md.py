@@ -45,11 +45,8 @@ import numpy as np
 from ase import Atoms, units
 
 from jaxinfo._validation import (
-    check_bandwidth,
     check_count,
-    check_cutoff,
     check_geometry,
-    check_k,
     check_positive,
 )
 from jaxinfo.descriptor import (
@@ -66,6 +63,7 @@ from jaxinfo.objectives import (
     DESCRIPTOR_SKIN,
     Reference,
     as_reference_rows,
+    check_information_settings,
     delta_entropies,
     information,
     reference_add,
@@ -124,12 +122,9 @@ class DeltaEntropyBias:
         if self.kind not in BIAS_KINDS:
             raise ValueError(f"bias kind must be one of {BIAS_KINDS}, got {self.kind!r}")
         check_count("deposit_every", self.deposit_every)
-        check_positive("saturation (nats)", self.saturation)
-        if check_bandwidth(self.h).ndim != 0:
-            raise ValueError("the bias needs a scalar bandwidth h")
-        object.__setattr__(self, "h", float(self.h))
-        object.__setattr__(self, "k", check_k(self.k))
-        object.__setattr__(self, "cutoff", check_cutoff(self.cutoff))
+        if self.saturation is None:
+            raise ValueError("the bias needs a saturation (nats)")
+        check_information_settings(self)
         object.__setattr__(self, "softness", check_positive("softness (1/Å)", self.softness))
         width = check_positive("switch_width (Å)", self.switch_width)
         if width >= self.cutoff / 2:

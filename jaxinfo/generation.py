@@ -4,10 +4,8 @@ Starting from seed structures, atoms (and optionally the cell) move to raise
 
     objective = λ · I(new environments) − (E − E_seed) / kT
 
-(:class:`GenerationObjective`): I in nats is the mean or max δH of the structure's environments
-against a growing reference (saturated), or the entropy of the reference together with them;
-E in eV comes from any :class:`jaxinfo.potentials.Potential` or JAX ``energy_fn(positions,
-cell)``, such as a wrapped jax-md energy.
+(:class:`GenerationObjective`: I in nats measures novelty against a growing reference, E in eV
+comes from any :class:`jaxinfo.potentials.Potential` or JAX ``energy_fn(positions, cell)``).
 
 :func:`gradient_ascent` (an optax optimiser on the mobility-weighted gradient) and
 :func:`metropolis` (Gaussian proposals) return :class:`GenerationFns` ``(allocate, init,
@@ -54,10 +52,7 @@ import optax
 from ase import Atoms
 
 from jaxinfo._validation import (
-    check_bandwidth,
     check_count,
-    check_cutoff,
-    check_k,
     check_positive,
 )
 from jaxinfo.batching import _as_structure_list
@@ -70,6 +65,7 @@ from jaxinfo.objectives import (
     INFORMATION_KINDS,
     Reference,
     as_reference_rows,
+    check_information_settings,
     information,
     reference_add,
     reference_init,
@@ -144,11 +140,6 @@ class GenerationResult:
         return np.array([f.info["energy_evaluations"] for f in self.frames], dtype=np.int64)
 
 
-# ------------------------------------------------------------------------------------------
-# The objective and the state (pure JAX)
-# ------------------------------------------------------------------------------------------
-
-
 @dataclasses.dataclass(frozen=True)
 class GenerationObjective:
     """``λ·I − (E − E_seed)/kT`` of a structure (hashable: a static argument of ``jax.jit``).
@@ -183,17 +174,12 @@ class GenerationObjective:
             raise ValueError(
                 f"information must be one of {INFORMATION_KINDS}, got {self.information!r}"
             )
-        h = check_bandwidth(self.h)
-        if h.ndim != 0:
-            raise ValueError(f"generation needs a scalar bandwidth h, got shape {h.shape}")
-        saturation = self.saturation
+        check_information_settings(self)
         checked = dict(
             potential=as_potential(self.potential),
             kT=check_positive("kT (eV)", self.kT),
             weight=check_positive("weight", self.weight, allow_zero=True),
-            saturation=None if saturation is None else check_positive("saturation", saturation),
-            h=float(h), k=check_k(self.k), cutoff=check_cutoff(self.cutoff),
-        )  # fmt: skip
+        )
         for name, value in checked.items():
             object.__setattr__(self, name, value)
 
@@ -210,9 +196,11 @@ class GenerationObjective:
             skins.append((self.potential.skin, self.potential.table_cutoff))
         return min(0.45 * (skin - 3.0 * max_strain * radius) for skin, radius in skins)
 
-    def allocate(self, positions, cell, pbc, like=None):
+    def allocate(self, positions, cell, pbc, like=None, *, cell_moves=False):
         """Neighbour lists ``(descriptor, potential or None)`` on the host (``like``: lists
-        whose capacities are kept when they suffice)."""
+        whose capacities are kept when they suffice; ``cell_moves`` requires full pbc)."""
+        if cell_moves and not np.all(pbc):
+            raise ValueError("cell moves need a structure periodic along all three axes")
         return allocate_lists(self.neighbour_lists(), positions, cell, pbc, like)
 
     def evaluate(self, positions, strain, cell, neighbours, reference: Reference):
@@ -301,15 +289,6 @@ class GenerationFns(NamedTuple):
     grow_every: int | None
 
 
-def _allocator(objective: GenerationObjective, cell_moves: bool):
-    def allocate(positions, cell, pbc, like=None):
-        if cell_moves and not np.all(pbc):
-            raise ValueError("cell moves need a structure periodic along all three axes")
-        return objective.allocate(positions, cell, pbc, like=like)
-
-    return allocate
-
-
 def _check_guards(min_distance, grow_every):
     min_distance = check_positive("min_distance (Å)", min_distance, allow_zero=True)
     return min_distance, None if grow_every is None else check_count("grow_every", grow_every)
@@ -380,11 +359,6 @@ def _initial_state(objective, positions, cell, neighbours, reference, key, with_
         overflow=evaluation["overflow"],
     )  # fmt: skip
     return _with(state, evaluation, objective)
-
-
-# ------------------------------------------------------------------------------------------
-# The steps
-# ------------------------------------------------------------------------------------------
 
 
 @functools.lru_cache(maxsize=32)  # same settings, same functions: compiled code is reused
@@ -488,7 +462,7 @@ def gradient_ascent(
         )  # fmt: skip
         return _unless_overflow(state, _grown(new, grow_every, objective.h), evaluation["overflow"])
 
-    allocate = _allocator(objective, cell_step_size > 0)
+    allocate = functools.partial(objective.allocate, cell_moves=cell_step_size > 0)
     return GenerationFns(allocate, init, update, objective, "gradient", min_distance, grow_every)
 
 
@@ -577,7 +551,7 @@ def metropolis(
         new = _grown(new, grow_every, objective.h)
         return _unless_overflow(state, new, allowed & evaluation["overflow"])
 
-    allocate = _allocator(objective, cell_displacement > 0)
+    allocate = functools.partial(objective.allocate, cell_moves=cell_displacement > 0)
     return GenerationFns(allocate, init, update, objective, "metropolis", min_distance, grow_every)
 
 

@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxinfo._validation import check_bandwidth, check_cutoff, check_k, check_positive
 from jaxinfo.descriptor import DEFAULT_CUTOFF, structure_descriptors
 from jaxinfo.kernels import log_kernel_sums
 
@@ -161,24 +162,30 @@ def structure_information(
     positions, cell, table, reference: Reference, h: float, kind: str = "mean", *,
     saturation=None, cutoff: float = DEFAULT_CUTOFF,
 ):  # fmt: skip
-    """:func:`information` of a structure's environments: a pure function of positions and
-    cell (differentiable in both), e.g. ``jax.grad(structure_information)`` for generation.
+    """:func:`information` (nats) of a structure's environments: a pure function of positions
+    (n_atoms, 3) Å and cell (3, 3) Å, differentiable in both, e.g. for ``jax.grad``.
 
-    Args:
-        positions: (n_atoms, 3) Å.
-        cell: (3, 3) rows, Å.
-        table: the structure's descriptor table (e.g. ``neighbour_list(...).update(...).table``).
-        reference: a :class:`Reference`.
-        h: bandwidth, 1/Å.
-        kind: ``"mean"``, ``"max"`` or ``"entropy"``.
-        saturation: s in nats or None (mean/max).
-        cutoff: descriptor cutoff, Å.
-
-    Returns:
-        Scalar, nats.
+    ``table`` is the structure's descriptor table (e.g. ``neighbour_list(...).update(...)
+    .table``) and ``cutoff`` the descriptor cutoff in Å; the other arguments are those of
+    :func:`information`.
     """
     x = structure_descriptors(positions, cell, table, cutoff)
     return information(x, reference, h, kind, saturation)
+
+
+def check_information_settings(settings) -> None:
+    """Checks and normalises, in place, the ``h`` (one bandwidth, 1/Å), ``k``, ``cutoff`` (Å)
+    and ``saturation`` (nats > 0, or None) fields of a frozen settings dataclass."""
+    h = check_bandwidth(settings.h)
+    if h.ndim != 0:
+        raise ValueError(f"a scalar bandwidth h is needed here, got shape {h.shape}")
+    saturation = settings.saturation
+    checked = dict(
+        h=float(h), k=check_k(settings.k), cutoff=check_cutoff(settings.cutoff),
+        saturation=None if saturation is None else check_positive("saturation", saturation),
+    )  # fmt: skip
+    for name, value in checked.items():
+        object.__setattr__(settings, name, value)
 
 
 def as_reference_rows(x0, width: int) -> np.ndarray:

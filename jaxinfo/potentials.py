@@ -2,31 +2,14 @@
 
 Each potential is a frozen (hashable) dataclass with a pure, differentiable
 ``energy(positions, cell, table) -> scalar`` whose table is the ``candidates`` of the list
-from :meth:`Potential.neighbour_list`. Pair terms are switched off smoothly between
-``onset`` and ``cutoff`` with the C1 multiplicative switch used by jax-md,
+from :meth:`Potential.neighbour_list`: every neighbour within ``cutoff + skin``, valid while
+no atom has moved more than ``skin / 2`` (the loops in :mod:`jaxinfo.generation` and
+:mod:`jaxinfo.biased_md` check the list's ``stale`` flag under jit and re-allocate on the host
+when it trips). Terms are switched off between ``onset`` and ``cutoff`` by
+:func:`smooth_switch`, so energies and forces are continuous.
 
-    S(r) = 1                                                    for r < onset,
-    S(r) = (rc² − r²)² (rc² + 2r² − 3 ron²) / (rc² − ron²)³     for onset <= r < rc,
-    S(r) = 0                                                    for r >= rc,
-
-so energies and forces are continuous. Tables hold every neighbour within ``cutoff + skin``
-(the capacity is sized from the count found: no neighbour is dropped) and are valid while no
-atom has moved more than ``skin / 2``; the loops in :mod:`jaxinfo.generation` and
-:mod:`jaxinfo.biased_md` check the list's ``stale`` flag under jit at every step and
-re-allocate on the host when it trips.
-
-Provided potentials (published Cu parameter sets as defaults):
-
-* :class:`LennardJones`: ε = 0.4093 eV, σ = 2.338 Å (Halicioglu & Pound, Phys. Status Solidi A
-  30, 619 (1975)); dimer minimum at 2^(1/6) σ = 2.624 Å.
-* :class:`Morse`: D = 0.3429 eV, α = 1.3588 1/Å, r0 = 2.866 Å (Girifalco & Weizer, Phys. Rev.
-  114, 687 (1959)); dimer minimum at r0.
-* :class:`SuttonChen`: the analytic EAM of Sutton & Chen, Phil. Mag. Lett. 61, 139 (1990), Cu:
-  ε = 1.2382e-2 eV, c = 39.432, a = 3.61 Å, n = 9, m = 6. With the default switch (5 → 6 Å)
-  the fcc minimum stays at a = 3.61 Å with a cohesive energy of 3.39 eV/atom (3.50 eV/atom
-  untruncated).
-* :class:`EnergyFunction`: wraps any user JAX function ``energy_fn(positions, cell) -> scalar``
-  (eV).
+:class:`LennardJones`, :class:`Morse` and :class:`SuttonChen` default to published Cu
+parameters; :class:`EnergyFunction` wraps any JAX ``energy_fn(positions, cell) -> scalar`` (eV).
 
 jax-md (the optional extra ``jaxinfo[md]``): its pair energies and neighbour lists use the
 minimum image, wrong for cells shorter than twice the cutoff; use its pair *functions* on this
@@ -64,7 +47,8 @@ DEFAULT_SKIN = 0.5
 
 
 def smooth_switch(r, onset: float, cutoff: float):
-    """C1 switching function S(r): 1 below ``onset``, 0 from ``cutoff`` on (r in Å).
+    """C1 switching function S(r) of jax-md: 1 below ``onset``, 0 from ``cutoff`` on (r in Å),
+    ``(rc² − r²)² (rc² + 2r² − 3 ron²) / (rc² − ron²)³`` in between.
 
     Args:
         r: array of distances, Å.
@@ -202,7 +186,8 @@ class _PairPotential(_Switched):
 class LennardJones(_PairPotential):
     """Lennard-Jones pair potential 4ε[(σ/r)^12 − (σ/r)^6], smoothly switched off.
 
-    Defaults are the Cu parameters of Halicioglu & Pound (1975).
+    Defaults are the Cu parameters of Halicioglu & Pound, Phys. Status Solidi A 30, 619
+    (1975); dimer minimum at 2^(1/6) σ = 2.624 Å.
 
     Attributes:
         epsilon: well depth ε, eV.
@@ -236,7 +221,7 @@ class LennardJones(_PairPotential):
 class Morse(_PairPotential):
     """Morse pair potential D[(1 − exp(−α(r − r0)))² − 1], smoothly switched off.
 
-    Defaults are the Cu parameters of Girifalco & Weizer (1959).
+    Defaults are the Cu parameters of Girifalco & Weizer, Phys. Rev. 114, 687 (1959).
 
     Attributes:
         depth: well depth D, eV.
@@ -268,9 +253,9 @@ class SuttonChen(_Switched):
 
     ``E = ε Σ_i [½ Σ_j (a/r_ij)^n S(r_ij) − c sqrt(ρ_i)]`` with
     ``ρ_i = Σ_j (a/r_ij)^m S(r_ij)²`` (S² keeps sqrt(ρ) smooth for atoms with few
-    neighbours). Defaults are the Cu parameters of Sutton & Chen (1990);
-    with the default switch (5 → 6 Å) fcc Cu has its minimum at a = 3.61 Å and
-    E = −3.39 eV/atom.
+    neighbours). Defaults are the Cu parameters of Sutton & Chen, Phil. Mag. Lett. 61, 139
+    (1990); with the default switch (5 → 6 Å) fcc Cu has its minimum at a = 3.61 Å and
+    E = −3.39 eV/atom (−3.50 untruncated).
 
     Attributes:
         epsilon: energy scale ε, eV.
