@@ -62,12 +62,11 @@ from jaxinfo.neighbours import allocate_lists, neighbour_list
 from jaxinfo.objectives import (
     DESCRIPTOR_SKIN,
     Reference,
-    as_reference_rows,
     check_information_settings,
     delta_entropies,
     information,
+    planned_reference,
     reference_add,
-    reference_init,
 )
 from jaxinfo.potentials import as_potential
 
@@ -427,14 +426,10 @@ def run_md(
         return allocate_lists(list_fns, np.asarray(positions, np.float64), cell, pbc, like)
 
     # The visited set: a reference of planned capacity (it cannot overflow).
-    n_atoms = positions.shape[0]
-    width = 2 * (bias.k if bias else DEFAULT_K) - 1
-    rows = np.zeros((0, width))
-    if bias is not None and visited is not None:
-        rows = as_reference_rows(visited, width)
-    n_deposits = 1 + n_steps // bias.deposit_every if bias is not None else 0
-    capacity = max(rows.shape[0] + n_deposits * n_atoms, 1)
-    reference = reference_init(jnp.asarray(rows, dtype), capacity, bias.h if bias else 1.0)
+    n_atoms, width = positions.shape[0], 2 * (bias.k if bias else DEFAULT_K) - 1
+    rows = np.zeros((0, width)) if bias is None or visited is None else visited
+    room = 0 if bias is None else (1 + n_steps // bias.deposit_every) * n_atoms
+    reference = planned_reference(rows, width, room, bias.h if bias else 1.0, dtype)
     deposit_steps = [] if bias is None else [0]
     neighbours, fresh = allocate(positions), True
     state, reference = _restart(jnp.asarray(positions, dtype), jnp.asarray(velocities, dtype),

@@ -64,11 +64,10 @@ from jaxinfo.objectives import (
     DESCRIPTOR_SKIN,
     INFORMATION_KINDS,
     Reference,
-    as_reference_rows,
     check_information_settings,
     information,
+    planned_reference,
     reference_add,
-    reference_init,
 )
 from jaxinfo.potentials import Potential, as_potential, minimum_distance
 
@@ -567,10 +566,8 @@ def _initial_reference(seeds, reference, objective: GenerationObjective, n_new_r
     if isinstance(reference, Atoms) or (
         isinstance(reference, list | tuple) and reference and isinstance(reference[0], Atoms)
     ):
-        x0 = dataset_descriptors(reference, objective.k, objective.cutoff)
-    else:
-        x0 = as_reference_rows(reference, 2 * objective.k - 1)
-    return reference_init(jnp.asarray(x0, dtype), len(x0) + n_new_rows, objective.h)
+        reference = dataset_descriptors(reference, objective.k, objective.cutoff)
+    return planned_reference(reference, 2 * objective.k - 1, n_new_rows, objective.h, dtype)
 
 
 def _frame(atoms, state, method, walker, spent, objective) -> Atoms:

@@ -188,9 +188,10 @@ def check_information_settings(settings) -> None:
         object.__setattr__(settings, name, value)
 
 
-def as_reference_rows(x0, width: int) -> np.ndarray:
-    """Checks an (N, width) descriptor array on the host (float64)."""
+def planned_reference(x0, width: int, room: int, h: float, dtype) -> Reference:
+    """A :class:`Reference` (host-side plan) holding the rows of ``x0``, checked to have shape
+    (N, width), with space for ``room`` more rows, in ``dtype``."""
     x0 = np.asarray(x0, dtype=np.float64)
     if x0.ndim != 2 or x0.shape[1] != width:
         raise ValueError(f"reference descriptors must have shape (N, {width}), got {x0.shape}")
-    return x0
+    return reference_init(jnp.asarray(x0, dtype), max(len(x0) + room, 1), h)
