@@ -42,7 +42,12 @@ import numpy as np
 from jaxinfo.estimators import DEFAULT_BANDWIDTH
 from jaxinfo.selection.baselines import kmeans, select_fps, select_kmeans, select_random
 from jaxinfo.selection.coverage import select_msc, select_msc_conditional
-from jaxinfo.selection.gradient import GradientResult, select_gradient
+from jaxinfo.selection.gradient import (
+    AscentState,
+    GradientResult,
+    capped_simplex_ascent,
+    select_gradient,
+)
 from jaxinfo.selection.summaries import (
     selection_summary,
     sequential_metrics,
@@ -52,7 +57,9 @@ from jaxinfo.selection.summaries import (
 
 __all__ = [
     "METHODS",
+    "AscentState",
     "GradientResult",
+    "capped_simplex_ascent",
     "kmeans",
     "select",
     "select_fps",

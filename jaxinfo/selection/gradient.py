@@ -16,7 +16,7 @@ from jaxinfo.estimators import DEFAULT_BANDWIDTH
 from jaxinfo.kernels import DEFAULT_BLOCK_SIZE, log_kernel_sums
 from jaxinfo.selection._data import _check_h, _check_size, _lks, _prepare
 
-__all__ = ["GradientResult", "select_gradient"]
+__all__ = ["AscentState", "GradientResult", "capped_simplex_ascent", "select_gradient"]
 
 # Above this many (environment, structure) entries the gradient method stops precomputing the
 # per-structure kernel-sum matrix and evaluates blocked kernel sums at every step instead.
@@ -101,32 +101,69 @@ def _mixing(schedule, t, steps):
     return schedule[0] + (schedule[1] - schedule[0]) * ramp
 
 
-def _ascent(fn, w0, schedule, size, learning_rate, steps):
-    """Projected ascent on the capped simplex with optax's Adam, its step cosine-decayed from
-    ``learning_rate`` to a tenth of it."""
-    decay = 0.1 + 0.45 * (1 + jnp.cos(jnp.pi * (jnp.arange(steps) + 1) / steps))
-    optimiser = optax.adam(lambda count: learning_rate * decay[count])
-    value_and_grad = jax.value_and_grad(fn)
+class AscentState(NamedTuple):
+    """State of :func:`capped_simplex_ascent` (a pytree).
 
-    def step(carry, t):
-        w, state = carry
-        value, g = value_and_grad(w, _mixing(schedule, t, steps))
-        updates, state = optimiser.update(-g, state, w)  # optax minimises: ascend on fn
+    Attributes:
+        weights: (n,) inclusion weights in [0, 1] summing to ``size``.
+        optimizer_state: the optax state.
+        step: int32, steps taken.
+    """
+
+    weights: jax.Array
+    optimizer_state: object
+    step: jax.Array
+
+
+def capped_simplex_ascent(objective_fn, size, optimizer: optax.GradientTransformation):
+    """Projected ascent on {0 <= w <= 1, sum w = size} as optax-style ``(init, update)``.
+
+    ``init(w0) -> AscentState`` starts from w0 (n,) on that set (e.g. ``jnp.full(n, size /
+    n)``); ``update(state) -> (state, value)`` feeds −∇ ``objective_fn(w, t)`` (t: the 1-based
+    number of the step being taken) to ``optimizer`` and projects the result back onto the set
+    (Euclidean projection, by bisection). Both are pure, for ``jax.jit`` and ``jax.lax.scan``;
+    :func:`select_gradient` runs them on its relaxed entropy or diversity.
+    """
+    value_and_grad = jax.value_and_grad(objective_fn)
+
+    def init(w0):
+        return AscentState(w0, optimizer.init(w0), jnp.zeros((), jnp.int32))
+
+    def update(state: AscentState):
+        w, t = state.weights, state.step + 1
+        value, g = value_and_grad(w, t)
+        updates, opt_state = optimizer.update(-g, state.optimizer_state, w)  # optax minimises
         w = _project_capped_simplex(optax.apply_updates(w, updates), size)
-        return (w, state), value
+        return AscentState(w, opt_state, t), value
 
-    t = jnp.arange(1, steps + 1, dtype=w0.dtype)
-    (w, _), history = jax.lax.scan(step, (w0, optimiser.init(w0)), t)
-    return w, history
+    return init, update
 
 
-@functools.partial(jax.jit, static_argnames=("steps", "objective", "blocked", "block_size"))
+def _ascent(fn, w0, schedule, size, learning_rate, steps, optimizer):
+    """``steps`` of :func:`capped_simplex_ascent` on ``fn(w, lam)`` with lam following the
+    schedule; default optimiser: Adam, its step cosine-decayed from ``learning_rate`` to a
+    tenth of it."""
+    if optimizer is None:
+        decay = 0.1 + 0.45 * (1 + jnp.cos(jnp.pi * (jnp.arange(steps) + 1) / steps))
+        optimizer = optax.adam(lambda count: learning_rate * decay[count])
+    objective_fn = lambda w, t: fn(w, _mixing(schedule, t.astype(w.dtype), steps))  # noqa: E731
+    init, update = capped_simplex_ascent(objective_fn, size, optimizer)
+    state, history = jax.lax.scan(lambda s, _: update(s), init(w0), length=steps)
+    return state.weights, history
+
+
+@functools.partial(
+    jax.jit, static_argnames=("steps", "objective", "blocked", "block_size", "optimizer")
+)
 def _run_ascents(
-    w0, schedules, size, learning_rate, problem, *, steps, objective, blocked, block_size
-):
+    w0, schedules, size, learning_rate, problem, *, steps, objective, blocked, block_size,
+    optimizer,
+):  # fmt: skip
     """All relaxations' ascents (vmapped over schedules) as one compiled function."""
     fn = _objective_fn(problem, objective, blocked, block_size)
-    return jax.vmap(lambda s: _ascent(fn, w0, s, size, learning_rate, steps))(schedules)
+    ascent = functools.partial(_ascent, fn, w0, size=size, learning_rate=learning_rate,
+                               steps=steps, optimizer=optimizer)  # fmt: skip
+    return jax.vmap(lambda s: ascent(schedule=s))(schedules)
 
 
 @functools.partial(jax.jit, static_argnames=("objective", "blocked", "block_size", "grad"))
@@ -175,6 +212,7 @@ def select_gradient(
     relaxation: str = "auto",
     steps: int = 300,
     learning_rate: float = 0.05,
+    optimizer: optax.GradientTransformation | None = None,
     max_swaps: int | None = None,
     mode: str = "auto",
     block_size: int = DEFAULT_BLOCK_SIZE,
@@ -207,9 +245,9 @@ def select_gradient(
     one compiled loop, keeping the rounding with the best exact objective).
 
     **Ascent.** From w = size/n plus seeded noise (``default_rng(seed)``, amplitude 0.05),
-    ``steps`` projected Adam steps (``optax.adam``, step ``learning_rate`` cosine-decayed to a
-    tenth; Euclidean projection onto the capped simplex by bisection), all in one
-    jit-compiled ``lax.scan``.
+    ``steps`` of :func:`capped_simplex_ascent` (default ``optax.adam``, step ``learning_rate``
+    cosine-decayed to a tenth; Euclidean projection onto the capped simplex by bisection), all
+    in one jit-compiled ``lax.scan``.
 
     **Rounding.** Each relaxation's weights are rounded to their ``size`` largest (ties: lowest
     index); the rounding with the best exact objective is kept. **Polish** (``max_swaps``,
@@ -235,6 +273,8 @@ def select_gradient(
         relaxation: ``"auto"``, ``"weighted"``, ``"mean_field"`` or ``"annealed"``.
         steps: number of ascent steps.
         learning_rate: initial Adam step (weights live in [0, 1]).
+        optimizer: an optax ``GradientTransformation`` replacing the default Adam (it sees
+            −∇ of the relaxed objective; ``learning_rate`` is then unused).
         max_swaps: most polishing swaps (default ``size``; 0 keeps the plain rounding).
         mode: ``"auto"``, ``"matrix"`` or ``"blocked"``.
         block_size: rows/columns per kernel block.
@@ -286,6 +326,7 @@ def select_gradient(
         jnp.asarray(learning_rate, dtype=dtype),
         problem,
         steps=steps,
+        optimizer=optimizer,
         **static,
     )
     w_final = np.asarray(w_final, dtype=np.float64)
