@@ -174,14 +174,9 @@ def descriptor_neighbours(bias: DeltaEntropyBias):
 
 
 def bias_descriptors(positions, cell, table, bias: DeltaEntropyBias):
-    """(n_atoms, 2k − 1) descriptors the bias uses, 1/Å (standard, or smooth with a 2k table).
-
-    Args:
-        positions: (n_atoms, 3) Å.
-        cell: (3, 3) rows, Å.
-        table: the table of :func:`descriptor_neighbours` updated at ``positions``.
-        bias: the settings.
-    """
+    """(n_atoms, 2k − 1) descriptors the bias uses, 1/Å (standard, or smooth with a 2k table),
+    at positions (n_atoms, 3) Å and cell (3, 3) rows Å, from the table of
+    :func:`descriptor_neighbours` updated there."""
     if bias.smooth:
         return smooth_structure_descriptors(
             positions, cell, table, bias.cutoff, k=bias.k, softness=bias.softness,
@@ -191,18 +186,8 @@ def bias_descriptors(positions, cell, table, bias: DeltaEntropyBias):
 
 
 def bias_energy(positions, cell, table, reference: Reference, bias: DeltaEntropyBias):
-    """Bias energy U in eV of a configuration against the visited set (pure, differentiable).
-
-    Args:
-        positions: (n_atoms, 3) Å.
-        cell: (3, 3) rows, Å.
-        table: descriptor neighbour table at these positions (2k slots when smooth).
-        reference: the visited set.
-        bias: the settings.
-
-    Returns:
-        Scalar, eV.
-    """
+    """Bias energy U (scalar, eV) of a configuration against the visited set ``reference``
+    (pure, differentiable); arguments as :func:`bias_descriptors`."""
     x = bias_descriptors(positions, cell, table, bias)
     if bias.kind == "delta":
         return -bias.strength * information(x, reference, bias.h, "mean", bias.saturation)

@@ -69,16 +69,9 @@ class Reference:
 
 
 def reference_init(x0, capacity: int, h: float) -> Reference:
-    """A reference holding the rows of ``x0`` with room for ``capacity`` rows in all.
-
-    Args:
-        x0: (n0, d) descriptors (n0 may be 0).
-        capacity: total rows (>= n0).
-        h: bandwidth, 1/Å (for the self kernel sums).
-
-    Returns:
-        A :class:`Reference` in JAX's canonical float dtype.
-    """
+    """A :class:`Reference` holding the (n0, d) descriptors ``x0`` (n0 may be 0) with room for
+    ``capacity`` rows in all (>= n0, >= 1), in x0's floating dtype; ``h`` (1/Å) is the
+    bandwidth of its self kernel sums."""
     x0 = jnp.asarray(x0)
     if not jnp.issubdtype(x0.dtype, jnp.floating):
         x0 = x0.astype(float)
@@ -96,18 +89,8 @@ def reference_init(x0, capacity: int, h: float) -> Reference:
 
 
 def reference_add(reference: Reference, x, h: float) -> Reference:
-    """Appends the rows of x (pure; jit-able, x of static shape).
-
-    If they do not fit, the reference is returned unchanged with ``overflow`` set.
-
-    Args:
-        reference: the current :class:`Reference`.
-        x: (n, d) descriptors to add.
-        h: bandwidth, 1/Å.
-
-    Returns:
-        The updated :class:`Reference`.
-    """
+    """The :class:`Reference` with the (n, d) descriptors x appended (pure, jit-able; h in
+    1/Å); if they do not fit, the reference unchanged with ``overflow`` set."""
     x = jnp.asarray(x, reference.x.dtype)
     n, start = x.shape[0], reference.count
     fits = start + n <= reference.capacity

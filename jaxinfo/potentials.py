@@ -64,17 +64,9 @@ def smooth_switch(r, onset: float, cutoff: float):
 
 
 def neighbour_distances(positions, cell, table: NeighbourTable):
-    """Distances to the neighbours of a table, safe to differentiate at empty slots.
-
-    Args:
-        positions: (n_atoms, 3) Cartesian positions, Å.
-        cell: (3, 3) lattice vectors as rows, Å.
-        table: neighbour table of the structure.
-
-    Returns:
-        ``(distance, mask)``: (n_atoms, k) distances in Å (1.0 in empty slots, with zero
-        gradient) and the (n_atoms, k) bool mask of filled slots.
-    """
+    """``(distance, mask)`` of a table's neighbours at positions (n_atoms, 3) Å and cell (3, 3)
+    rows Å: (n_atoms, k) distances in Å (1.0 in empty slots, with zero gradient) and the
+    (n_atoms, k) bool mask of filled slots."""
     vectors = neighbour_vectors(positions, cell, table)
     mask = jnp.asarray(table.mask)
     squared = jnp.where(mask, jnp.sum(vectors * vectors, axis=-1), 1.0)
@@ -82,16 +74,9 @@ def neighbour_distances(positions, cell, table: NeighbourTable):
 
 
 def minimum_distance(positions, cell, table: NeighbourTable):
-    """Shortest interatomic distance (periodic images included) among the table's pairs.
-
-    Args:
-        positions: (n_atoms, 3) Cartesian positions, Å.
-        cell: (3, 3) lattice vectors as rows, Å.
-        table: neighbour table; it must hold each atom's nearest neighbour.
-
-    Returns:
-        Scalar, Å; ``inf`` when the table is empty.
-    """
+    """Shortest interatomic distance in Å (periodic images included) among the pairs of a
+    table that holds each atom's nearest neighbour (``inf`` when it is empty); positions and
+    cell as in :func:`neighbour_distances`."""
     distance, mask = neighbour_distances(positions, cell, table)
     return jnp.min(jnp.where(mask, distance, jnp.inf))
 
@@ -332,17 +317,8 @@ class EnergyFunction(Potential):
 
 
 def as_potential(potential) -> Potential:
-    """Returns ``potential`` itself, or wraps a callable ``energy_fn(positions, cell)``.
-
-    Args:
-        potential: a :class:`Potential` or a callable ``(positions, cell) -> scalar`` in eV.
-
-    Returns:
-        A :class:`Potential`.
-
-    Raises:
-        ValueError: for anything else.
-    """
+    """A :class:`Potential` as it is, or a callable ``energy_fn(positions, cell) -> scalar``
+    (eV) wrapped in an :class:`EnergyFunction`; anything else raises ValueError."""
     if isinstance(potential, Potential):
         return potential
     if callable(potential):

@@ -139,19 +139,6 @@ def capped_simplex_ascent(objective_fn, size, optimizer: optax.GradientTransform
     return init, update
 
 
-def _ascent(fn, w0, schedule, size, learning_rate, steps, optimizer):
-    """``steps`` of :func:`capped_simplex_ascent` on ``fn(w, lam)`` with lam following the
-    schedule; default optimiser: Adam, its step cosine-decayed from ``learning_rate`` to a
-    tenth of it."""
-    if optimizer is None:
-        decay = 0.1 + 0.45 * (1 + jnp.cos(jnp.pi * (jnp.arange(steps) + 1) / steps))
-        optimizer = optax.adam(lambda count: learning_rate * decay[count])
-    objective_fn = lambda w, t: fn(w, _mixing(schedule, t.astype(w.dtype), steps))  # noqa: E731
-    init, update = capped_simplex_ascent(objective_fn, size, optimizer)
-    state, history = jax.lax.scan(lambda s, _: update(s), init(w0), length=steps)
-    return state.weights, history
-
-
 @functools.partial(
     jax.jit, static_argnames=("steps", "objective", "blocked", "block_size", "optimizer")
 )
@@ -159,11 +146,21 @@ def _run_ascents(
     w0, schedules, size, learning_rate, problem, *, steps, objective, blocked, block_size,
     optimizer,
 ):  # fmt: skip
-    """All relaxations' ascents (vmapped over schedules) as one compiled function."""
+    """``steps`` of :func:`capped_simplex_ascent` on the relaxed objective per schedule of lam
+    (vmapped, one compiled function); default optimiser: Adam, its step cosine-decayed from
+    ``learning_rate`` to a tenth of it."""
     fn = _objective_fn(problem, objective, blocked, block_size)
-    ascent = functools.partial(_ascent, fn, w0, size=size, learning_rate=learning_rate,
-                               steps=steps, optimizer=optimizer)  # fmt: skip
-    return jax.vmap(lambda s: ascent(schedule=s))(schedules)
+    if optimizer is None:
+        decay = 0.1 + 0.45 * (1 + jnp.cos(jnp.pi * (jnp.arange(steps) + 1) / steps))
+        optimizer = optax.adam(lambda count: learning_rate * decay[count])
+
+    def ascent(schedule):
+        mixed = lambda w, t: fn(w, _mixing(schedule, t.astype(w.dtype), steps))  # noqa: E731
+        init, update = capped_simplex_ascent(mixed, size, optimizer)
+        state, history = jax.lax.scan(lambda s, _: update(s), init(w0), length=steps)
+        return state.weights, history
+
+    return jax.vmap(ascent)(schedules)
 
 
 @functools.partial(jax.jit, static_argnames=("objective", "blocked", "block_size", "grad"))
