@@ -429,6 +429,22 @@ def test_capped_simplex_ascent_steps_compose_in_a_user_loop(parts, dtype):
     assert int(state.step) == 25 and values[-1] > values[0] + 0.1
 
 
+def test_capped_simplex_ascent_bad_input():
+    import jax.numpy as jnp
+    import optax
+
+    def objective(w, t):
+        return -jnp.sum(w * w)
+
+    for size in (0, -1.0, float("nan"), None):
+        with pytest.raises(ValueError, match="size"):
+            sel.capped_simplex_ascent(objective, size, optax.sgd(0.1))
+    init, _ = sel.capped_simplex_ascent(objective, 3, optax.sgd(0.1))
+    for w0 in (jnp.full(2, 0.5), jnp.full((2, 2), 0.5)):
+        with pytest.raises(ValueError, match="w0"):
+            init(w0)
+
+
 def test_select_gradient_takes_an_optax_optimizer(parts):
     """With a zero-step optimiser the weights stay at their seeded start: the optimiser given
     is the one used (Adam, the default, moves them)."""

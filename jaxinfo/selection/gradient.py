@@ -124,9 +124,13 @@ def capped_simplex_ascent(objective_fn, size, optimizer: optax.GradientTransform
     (Euclidean projection, by bisection). Both are pure, for ``jax.jit`` and ``jax.lax.scan``;
     :func:`select_gradient` runs them on its relaxed entropy or diversity.
     """
+    if not isinstance(size, jax.Array):  # a host number (select_gradient passes an array)
+        size = check_positive("size", size)
     value_and_grad = jax.value_and_grad(objective_fn)
 
     def init(w0):
+        if jnp.ndim(w0) != 1 or (isinstance(size, float) and size > jnp.shape(w0)[0]):
+            raise ValueError(f"w0 must be (n,) weights with n >= size ({size}), got {w0!r}")
         return AscentState(w0, optimizer.init(w0), jnp.zeros((), jnp.int32))
 
     def update(state: AscentState):
