@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 import vesin
 
+from jaxinfo._buckets import geometric_bucket
 from jaxinfo._validation import check_cutoff, check_geometry, check_k
 
 __all__ = [
@@ -443,7 +444,8 @@ def neighbour_list(
         cutoff: radius of the k-nearest table, Å.
         skin: extra candidate radius, Å (>= 0).
         capacity: candidate slots per atom; default: ``capacity_multiplier`` times the
-            largest count found at allocation (at least k).
+            largest count found at allocation (at least k), rounded up to one of four sizes
+            per doubling, so that structures with similar counts share compiled code.
         capacity_multiplier: head room of the default capacity (>= 1).
 
     Returns:
@@ -471,7 +473,8 @@ def neighbour_list(
         positions, cell_, pbc_ = check_geometry(positions, cell, pbc)
         i, *_ = _pair_list(positions, cell_, pbc_, radius)
         needed = int(np.bincount(i, minlength=positions.shape[0]).max(initial=0))
-        slots = capacity or max(k, int(np.ceil(capacity_multiplier * needed)))
+        headroom = int(np.ceil(capacity_multiplier * needed))
+        slots = capacity or geometric_bucket(headroom, 4, minimum=k)  # few shapes, few compiles
         if capacity is None and like is not None and needed <= like.candidates.k:
             slots = like.candidates.k  # same shapes as before: compiled steps are reused
         candidates = neighbour_table(positions, cell_, pbc_, slots, radius)
